@@ -1,0 +1,72 @@
+# autodeploy Makefile (kubebuilder conventions). `make help` lists the targets.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+IMG ?= autodeploy:dev
+CONTROLLER_GEN ?= go tool controller-gen
+# Packages the tests run; the fuzz and long drills have their own targets.
+TEST_PKGS ?= ./...
+TEST_FLAGS ?= -race -count=1 -timeout 20m
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: ## Generate the CRD and RBAC manifests from the markers.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: generate
+generate: ## Generate the DeepCopy methods.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: fmt
+fmt: ## Run gofmt on the code.
+	gofmt -l -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: envtest
+envtest: ## Build kube-apiserver and etcd for the tests into bin/ (once).
+	@hack/setup-envtest.sh >/dev/null
+
+.PHONY: test
+test: envtest ## Run all tests against a real kube-apiserver and etcd, the ECS simulator and real HTTP.
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test $(TEST_FLAGS) $(TEST_PKGS)
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager and the ECS simulator into bin/.
+	CGO_ENABLED=0 go build -trimpath -o bin/manager ./cmd/manager
+	CGO_ENABLED=0 go build -trimpath -o bin/ecssim ./cmd/ecssim
+
+.PHONY: run
+run: build envtest ## Run autodeploy locally against a local control plane and the ECS simulator.
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go run ./cmd/autodeploy-local
+
+.PHONY: docker-build
+docker-build: ## Build the container image (needs a Docker engine).
+	docker build -t $(IMG) .
+
+##@ Deployment
+
+.PHONY: install
+install: manifests ## Install the CRD into the cluster of the current kubeconfig.
+	kubectl apply -k config/crd
+
+.PHONY: deploy
+deploy: manifests ## Deploy the controller to the cluster of the current kubeconfig.
+	kubectl apply -k config/default

@@ -1,0 +1,222 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Condition types set on an Environment.
+const (
+	// ReadyCondition is True when the desired image runs on the service (or nothing is to be
+	// deployed), False when a deploy failed or cannot be made, Unknown while one is under way.
+	ReadyCondition = "Ready"
+	// ReconcilingCondition is True while a deploy is under way.
+	ReconcilingCondition = "Reconciling"
+	// StalledCondition is True when the controller cannot make progress without a change by
+	// the user: a missing cluster, service or container, or access denied.
+	StalledCondition = "Stalled"
+	// PinnedCondition is True while spec.pinnedImage holds the Environment on one image.
+	PinnedCondition = "Pinned"
+)
+
+// Condition reasons.
+const (
+	ReasonDeployed          = "Deployed"
+	ReasonUpToDate          = "UpToDate"
+	ReasonWaitingForBuild   = "WaitingForBuild"
+	ReasonAutoDeployOff     = "AutoDeployDisabled"
+	ReasonDeploying         = "Deploying"
+	ReasonDeployFailed      = "DeployFailed"
+	ReasonECSUnavailable    = "ECSUnavailable"
+	ReasonClusterNotFound   = "ClusterNotFound"
+	ReasonServiceNotFound   = "ServiceNotFound"
+	ReasonServiceNotActive  = "ServiceNotActive"
+	ReasonContainerNotFound = "ContainerNotFound"
+	ReasonAccessDenied      = "AccessDenied"
+	ReasonInvalidRequest    = "InvalidRequest"
+	ReasonPinned            = "PinnedImage"
+	ReasonNotPinned         = "NotPinned"
+)
+
+// Deploy triggers recorded in status.
+const (
+	TriggerBuild = "Build"
+	TriggerPin   = "Pin"
+	TriggerUnpin = "Unpin"
+	TriggerRetry = "Retry"
+)
+
+// RetryAnnotation, when its value changes, makes the controller try a failed deploy again.
+const RetryAnnotation = "deploy.autodeploy.dev/retry-at"
+
+// ECSTarget names the ECS service an Environment deploys to.
+type ECSTarget struct {
+	// Region is the AWS Region of the cluster, for example us-east-1.
+	// +kubebuilder:validation:Pattern=`^[a-z]{2}(-[a-z]+)+-\d+$`
+	// +kubebuilder:validation:MaxLength=32
+	Region string `json:"region"`
+
+	// Cluster is the ECS cluster name or ARN.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	Cluster string `json:"cluster"`
+
+	// Service is the ECS service name or ARN.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	Service string `json:"service"`
+
+	// Container is the name of the container whose image is replaced. It may be left out when
+	// the service's task definition has exactly one container.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	Container string `json:"container,omitempty"`
+}
+
+// EnvironmentSpec declares what runs where.
+type EnvironmentSpec struct {
+	// Application is the name builds are published under; manifests with this application
+	// update this Environment.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`
+	Application string `json:"application"`
+
+	// Branch, when set, restricts this Environment to builds of that branch.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	Branch string `json:"branch,omitempty"`
+
+	// AutoDeploy deploys every new build as it arrives.
+	// +optional
+	// +kubebuilder:default=false
+	AutoDeploy bool `json:"autoDeploy"`
+
+	// PinnedImage holds the Environment on one image (a rollback). While it is set, new builds
+	// are recorded in status.latestBuild but never deployed.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^[^\s]+$`
+	PinnedImage string `json:"pinnedImage,omitempty"`
+
+	// ECS is the service to deploy to.
+	ECS ECSTarget `json:"ecs"`
+}
+
+// Build is a finished build of the application, as its manifest described it.
+type Build struct {
+	// ID is the build's unique id, for example the CodeBuild build id.
+	ID string `json:"id"`
+	// Number orders builds of the application: a higher number is a newer build.
+	Number int64 `json:"number"`
+	// Image is the image reference the build produced.
+	Image string `json:"image"`
+	// Commit is the source revision built.
+	// +optional
+	Commit string `json:"commit,omitempty"`
+	// Branch is the source branch built.
+	// +optional
+	Branch string `json:"branch,omitempty"`
+	// FinishedAt is when the build finished.
+	// +optional
+	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+	// ReceivedAt is when the receiver recorded the manifest.
+	ReceivedAt metav1.Time `json:"receivedAt"`
+}
+
+// BuildRef identifies a build.
+type BuildRef struct {
+	ID     string `json:"id"`
+	Number int64  `json:"number"`
+}
+
+// Deploy describes one deploy to ECS.
+type Deploy struct {
+	// Image is the image deployed.
+	Image string `json:"image"`
+	// Build is the build the image came from; empty for a pinned image that is no known build.
+	// +optional
+	Build *BuildRef `json:"build,omitempty"`
+	// Trigger says why the deploy started: Build, Pin, Unpin or Retry.
+	Trigger string `json:"trigger"`
+	// TaskDefinitionARN is the task-definition revision the service was updated to.
+	// +optional
+	TaskDefinitionARN string `json:"taskDefinitionARN,omitempty"`
+	// DeploymentID is the ECS deployment id UpdateService started.
+	// +optional
+	DeploymentID string `json:"deploymentID,omitempty"`
+	// StartedAt is when the deploy started.
+	StartedAt metav1.Time `json:"startedAt"`
+	// FinishedAt is when the service was updated.
+	// +optional
+	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+}
+
+// EnvironmentStatus is what the controller and the receiver observed.
+type EnvironmentStatus struct {
+	// ObservedGeneration is the generation of the spec last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// LatestBuild is the newest build received for this Environment.
+	// +optional
+	LatestBuild *Build `json:"latestBuild,omitempty"`
+
+	// DesiredImage is the image that should run: the pin, else the latest build when
+	// auto-deploy is on, else what is deployed.
+	// +optional
+	DesiredImage string `json:"desiredImage,omitempty"`
+
+	// DeployedImage is the image the service was last updated to by this controller.
+	// +optional
+	DeployedImage string `json:"deployedImage,omitempty"`
+
+	// LastDeploy is the last deploy that updated the service.
+	// +optional
+	LastDeploy *Deploy `json:"lastDeploy,omitempty"`
+
+	// PendingDeploy is a deploy that has started and not yet finished. It is recorded before
+	// any ECS call so that a deploy interrupted by a restart is finished, not lost.
+	// +optional
+	PendingDeploy *Deploy `json:"pendingDeploy,omitempty"`
+
+	// Conditions: Ready, Reconciling, Stalled and Pinned.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=env;envs,categories=autodeploy
+// +kubebuilder:printcolumn:name="Application",type=string,JSONPath=`.spec.application`
+// +kubebuilder:printcolumn:name="Auto",type=boolean,JSONPath=`.spec.autoDeploy`
+// +kubebuilder:printcolumn:name="Pinned",type=string,JSONPath=`.spec.pinnedImage`,priority=0
+// +kubebuilder:printcolumn:name="Latest",type=integer,JSONPath=`.status.latestBuild.number`
+// +kubebuilder:printcolumn:name="Deployed",type=integer,JSONPath=`.status.lastDeploy.build.number`
+// +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.status.deployedImage`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// Environment deploys the builds of one application to one ECS service.
+type Environment struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   EnvironmentSpec   `json:"spec"`
+	Status EnvironmentStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// EnvironmentList is a list of Environments.
+type EnvironmentList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Environment `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Environment{}, &EnvironmentList{})
+}

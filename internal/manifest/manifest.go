@@ -1,0 +1,176 @@
+// Package manifest defines the build manifest a CI system posts at the end of a build, its
+// validation, and the HMAC signature that authenticates it.
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/distribution/reference"
+)
+
+// Manifest describes one finished build of an application.
+type Manifest struct {
+	// Application is the name the build is published under.
+	Application string `json:"application"`
+	// BuildID is unique per build, for example the CodeBuild build id.
+	BuildID string `json:"buildId"`
+	// BuildNumber orders builds of one application.
+	BuildNumber int64 `json:"buildNumber"`
+	// Image is the image reference the build pushed.
+	Image string `json:"image"`
+	// Commit is the source revision built.
+	Commit string `json:"commit,omitempty"`
+	// Branch is the source branch built.
+	Branch string `json:"branch,omitempty"`
+	// FinishedAt is when the build finished.
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+}
+
+// FieldError says which field of a manifest is wrong and why.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("field %q: %s", e.Field, e.Reason) }
+
+// Limits on field sizes.
+const (
+	maxApplication = 253
+	maxBuildID     = 255
+	maxImage       = 1024
+	maxCommit      = 255
+	maxBranch      = 255
+)
+
+var applicationPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`)
+
+// Parse decodes and validates a manifest. Unknown fields, trailing data and wrong types are
+// errors; a *FieldError names the offending field.
+func Parse(body []byte) (*Manifest, error) {
+	if !utf8.Valid(body) {
+		return nil, errors.New("body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, describeDecodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("invalid JSON: unexpected data after the manifest object")
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func describeDecodeError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		field := typeErr.Field
+		if field == "" {
+			return fmt.Errorf("invalid JSON: the manifest must be an object, got %s", typeErr.Value)
+		}
+		return &FieldError{Field: field, Reason: fmt.Sprintf("must be %s, got %s", jsonKind(typeErr.Type.Kind().String()), typeErr.Value)}
+	}
+	var timeErr *time.ParseError
+	if errors.As(err, &timeErr) {
+		return &FieldError{Field: "finishedAt", Reason: "must be an RFC 3339 time such as 2026-11-25T10:00:00Z"}
+	}
+	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
+		return &FieldError{Field: strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`), Reason: "unknown field"}
+	}
+	if errors.Is(err, io.EOF) {
+		return errors.New("invalid JSON: empty body")
+	}
+	return fmt.Errorf("invalid JSON: %w", err)
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "int64":
+		return "an integer"
+	case "string":
+		return "a string"
+	case "struct":
+		return "an RFC 3339 time string"
+	default:
+		return goKind
+	}
+}
+
+// Validate checks every field and returns a *FieldError for the first wrong one.
+func (m *Manifest) Validate() error {
+	switch {
+	case m.Application == "":
+		return &FieldError{"application", "is required"}
+	case len(m.Application) > maxApplication:
+		return &FieldError{"application", fmt.Sprintf("is longer than %d characters", maxApplication)}
+	case !applicationPattern.MatchString(m.Application):
+		return &FieldError{"application", "must be letters, digits, '.', '_' or '-', starting and ending with a letter or digit"}
+	}
+	switch {
+	case m.BuildID == "":
+		return &FieldError{"buildId", "is required"}
+	case len(m.BuildID) > maxBuildID:
+		return &FieldError{"buildId", fmt.Sprintf("is longer than %d characters", maxBuildID)}
+	case !printable(m.BuildID):
+		return &FieldError{"buildId", "must contain only printable characters without spaces"}
+	}
+	if m.BuildNumber <= 0 {
+		return &FieldError{"buildNumber", "is required and must be a positive integer"}
+	}
+	if err := ValidateImage(m.Image); err != nil {
+		return &FieldError{"image", err.Error()}
+	}
+	if len(m.Commit) > maxCommit || !printable(m.Commit) {
+		return &FieldError{"commit", fmt.Sprintf("must be at most %d printable characters without spaces", maxCommit)}
+	}
+	if len(m.Branch) > maxBranch || !printable(m.Branch) {
+		return &FieldError{"branch", fmt.Sprintf("must be at most %d printable characters without spaces", maxBranch)}
+	}
+	return nil
+}
+
+// ValidateImage checks that s is a fully qualified image reference (registry/repository with
+// a tag, a digest, or both).
+func ValidateImage(s string) error {
+	switch {
+	case s == "":
+		return errors.New("is required")
+	case len(s) > maxImage:
+		return fmt.Errorf("is longer than %d characters", maxImage)
+	}
+	ref, err := reference.ParseNormalizedNamed(s)
+	if err != nil {
+		return fmt.Errorf("is not a valid image reference: %v", err)
+	}
+	if ref.String() != s && reference.FamiliarString(ref) != s {
+		return errors.New("is not a canonical image reference")
+	}
+	_, tagged := ref.(reference.Tagged)
+	_, digested := ref.(reference.Digested)
+	if !tagged && !digested {
+		return errors.New("must name a tag or a digest (repository:tag or repository@sha256:...)")
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == '\u200b' || r == '\u202e' || r == '\ufeff' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,87 @@
+package receiver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
+	"github.com/autodeploy-dev/autodeploy/internal/manifest"
+)
+
+// Outcome is what recording a build did to one Environment.
+type Outcome string
+
+// Outcomes of recording a build on an Environment.
+const (
+	Recorded  Outcome = "recorded"
+	Duplicate Outcome = "duplicate"
+	Stale     Outcome = "stale"
+	Conflict  Outcome = "conflict"
+)
+
+// conflictBackoff bounds the retries of a status write that lost an optimistic-concurrency
+// race; many concurrent manifests for one Environment each get through.
+var conflictBackoff = wait.Backoff{Steps: 30, Duration: 5 * time.Millisecond, Factor: 1.5, Jitter: 1, Cap: 500 * time.Millisecond}
+
+// decide compares an incoming build with the recorded latest build.
+func decide(latest *deployv1.Build, m *manifest.Manifest) Outcome {
+	switch {
+	case latest == nil:
+		return Recorded
+	case latest.ID == m.BuildID:
+		return Duplicate
+	case m.BuildNumber < latest.Number:
+		return Stale
+	case m.BuildNumber == latest.Number:
+		return Conflict
+	default:
+		return Recorded
+	}
+}
+
+// record sets status.latestBuild of one Environment from m, reading the live object and
+// writing with optimistic concurrency, retrying on conflict.
+func record(ctx context.Context, reader client.Reader, writer client.StatusClient, key types.NamespacedName, m *manifest.Manifest, now time.Time) (Outcome, error) {
+	var outcome Outcome
+	err := retry.OnError(conflictBackoff, apierrors.IsConflict, func() error {
+		env := &deployv1.Environment{}
+		if err := reader.Get(ctx, key, env); err != nil {
+			return err
+		}
+		outcome = decide(env.Status.LatestBuild, m)
+		if outcome != Recorded {
+			return nil
+		}
+		base := env.DeepCopy()
+		env.Status.LatestBuild = buildFrom(m, now)
+		return writer.Status().Patch(ctx, env, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	})
+	if err != nil {
+		return "", fmt.Errorf("recording build %s on Environment %s: %w", m.BuildID, key, err)
+	}
+	return outcome, nil
+}
+
+func buildFrom(m *manifest.Manifest, now time.Time) *deployv1.Build {
+	b := &deployv1.Build{
+		ID:         m.BuildID,
+		Number:     m.BuildNumber,
+		Image:      m.Image,
+		Commit:     m.Commit,
+		Branch:     m.Branch,
+		ReceivedAt: metav1.NewTime(now),
+	}
+	if m.FinishedAt != nil {
+		t := metav1.NewTime(*m.FinishedAt)
+		b.FinishedAt = &t
+	}
+	return b
+}

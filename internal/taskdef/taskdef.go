@@ -1,0 +1,102 @@
+// Package taskdef derives a new ECS task-definition revision from an existing one, changing
+// nothing but one container's image.
+package taskdef
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+)
+
+// ContainerNotFoundError says that the chosen container is not in the task definition, or
+// that none was chosen and the task definition has more than one.
+type ContainerNotFoundError struct {
+	Wanted    string
+	Available []string
+}
+
+func (e *ContainerNotFoundError) Error() string {
+	if e.Wanted == "" {
+		return fmt.Sprintf("the task definition has %d containers (%s): set spec.ecs.container to the one to deploy",
+			len(e.Available), strings.Join(e.Available, ", "))
+	}
+	return fmt.Sprintf("container %q is not in the task definition (it has: %s): fix spec.ecs.container",
+		e.Wanted, strings.Join(e.Available, ", "))
+}
+
+// Container returns the container definition named name, or the only one when name is empty.
+func Container(td *types.TaskDefinition, name string) (*types.ContainerDefinition, error) {
+	names := make([]string, 0, len(td.ContainerDefinitions))
+	for i := range td.ContainerDefinitions {
+		c := &td.ContainerDefinitions[i]
+		if name != "" && aws.ToString(c.Name) == name {
+			return c, nil
+		}
+		names = append(names, aws.ToString(c.Name))
+	}
+	if name == "" && len(td.ContainerDefinitions) == 1 {
+		return &td.ContainerDefinitions[0], nil
+	}
+	sort.Strings(names)
+	return nil, &ContainerNotFoundError{Wanted: name, Available: names}
+}
+
+// RegisterInput returns the RegisterTaskDefinition input that recreates td with the image of
+// container replaced by image. Every writable field and the tags are copied; the read-only
+// fields (ARN, revision, status, compatibilities, requiresAttributes, registration times) are
+// left out. td is not modified.
+func RegisterInput(td *types.TaskDefinition, tags []types.Tag, container, image string) (*ecs.RegisterTaskDefinitionInput, error) {
+	target, err := Container(td, container)
+	if err != nil {
+		return nil, err
+	}
+	containers := make([]types.ContainerDefinition, len(td.ContainerDefinitions))
+	copy(containers, td.ContainerDefinitions)
+	for i := range containers {
+		if aws.ToString(containers[i].Name) == aws.ToString(target.Name) {
+			containers[i].Image = aws.String(image)
+		}
+	}
+	in := &ecs.RegisterTaskDefinitionInput{
+		Family:                  td.Family,
+		ContainerDefinitions:    containers,
+		TaskRoleArn:             td.TaskRoleArn,
+		ExecutionRoleArn:        td.ExecutionRoleArn,
+		NetworkMode:             td.NetworkMode,
+		Volumes:                 td.Volumes,
+		PlacementConstraints:    td.PlacementConstraints,
+		RequiresCompatibilities: td.RequiresCompatibilities,
+		Cpu:                     td.Cpu,
+		Memory:                  td.Memory,
+		PidMode:                 td.PidMode,
+		IpcMode:                 td.IpcMode,
+		ProxyConfiguration:      td.ProxyConfiguration,
+		InferenceAccelerators:   td.InferenceAccelerators,
+		EphemeralStorage:        td.EphemeralStorage,
+		RuntimePlatform:         td.RuntimePlatform,
+		EnableFaultInjection:    td.EnableFaultInjection,
+	}
+	if len(tags) > 0 {
+		in.Tags = tags
+	}
+	return in, nil
+}
+
+// Image returns the image of container in td.
+func Image(td *types.TaskDefinition, container string) (string, error) {
+	c, err := Container(td, container)
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(c.Image), nil
+}
+
+// Equivalent reports whether registering a and b would create the same task definition.
+func Equivalent(a, b *ecs.RegisterTaskDefinitionInput) bool {
+	return reflect.DeepEqual(a, b)
+}
