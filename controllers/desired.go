@@ -42,7 +42,12 @@ func Decide(env *deployv1.Environment) Desired {
 		return Desired{Image: latest.Image, Build: buildOf(latest.Image), Trigger: trigger}
 	}
 	if deployed := env.Status.DeployedImage; deployed != "" {
-		return Desired{Image: deployed, Build: buildOf(deployed), Reason: deployv1.ReasonAutoDeployOff,
+		if env.Spec.AutoDeploy {
+			// Only reached with no build yet, for example after a pin was deployed and removed.
+			return Desired{Image: deployed, Build: buildOf(deployed), Trigger: deployv1.TriggerRestore, Reason: deployv1.ReasonWaitingForBuild,
+				Message: "Waiting for the first build of " + env.Spec.Application}
+		}
+		return Desired{Image: deployed, Build: buildOf(deployed), Trigger: deployv1.TriggerRestore, Reason: deployv1.ReasonAutoDeployOff,
 			Message: "Auto-deploy is off: new builds are recorded, not deployed"}
 	}
 	if !env.Spec.AutoDeploy {

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/distribution/reference"
@@ -59,11 +60,21 @@ func Parse(body []byte) (*Manifest, error) {
 	if !utf8.Valid(body) {
 		return nil, errors.New("body is not valid UTF-8")
 	}
+	keysErr := checkKeys(body)
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	var m Manifest
 	if err := dec.Decode(&m); err != nil {
+		if keysErr != nil {
+			var syntaxErr *json.SyntaxError
+			if !errors.As(err, &syntaxErr) {
+				return nil, keysErr
+			}
+		}
 		return nil, describeDecodeError(err)
+	}
+	if keysErr != nil {
+		return nil, keysErr
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("invalid JSON: unexpected data after the manifest object")
@@ -72,6 +83,56 @@ func Parse(body []byte) (*Manifest, error) {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// fieldNames are the manifest's JSON keys.
+var fieldNames = map[string]bool{
+	"application": true, "buildId": true, "buildNumber": true, "image": true,
+	"commit": true, "branch": true, "finishedAt": true,
+}
+
+// checkKeys checks the top-level keys of body exactly, which encoding/json does not: it
+// matches keys case-insensitively ("APPLICATION" sets Application) and lets a repeated key
+// silently override the first. It also rejects a finishedAt that is not a string, which
+// time.Time reports without naming the field. It returns nil when body is not a
+// well-formed object, leaving that to the decoder to describe.
+func checkKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	var first error
+	seen := make(map[string]bool, len(fieldNames))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return nil
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil
+		}
+		if first != nil {
+			continue
+		}
+		switch {
+		case !fieldNames[key]:
+			first = &FieldError{Field: key, Reason: "unknown field"}
+		case seen[key]:
+			first = &FieldError{Field: key, Reason: "appears more than once"}
+		case key == "finishedAt" && raw[0] != '"' && string(raw) != "null":
+			first = &FieldError{Field: key, Reason: "must be an RFC 3339 time string such as 2026-11-25T10:00:00Z"}
+		}
+		seen[key] = true
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil
+	}
+	return first
 }
 
 func describeDecodeError(err error) error {
@@ -166,9 +227,12 @@ func ValidateImage(s string) error {
 	return nil
 }
 
+// printable reports whether s has no spaces, control characters or invisible format
+// characters (zero-width characters, bidirectional overrides, embeddings and isolates,
+// byte-order marks), nor the replacement character a broken \u escape decodes to.
 func printable(s string) bool {
 	for _, r := range s {
-		if r <= ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == '\u200b' || r == '\u202e' || r == '\ufeff' {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
 			return false
 		}
 	}

@@ -80,6 +80,8 @@ func RegisterInput(td *types.TaskDefinition, tags []types.Tag, container, image 
 		EphemeralStorage:        td.EphemeralStorage,
 		RuntimePlatform:         td.RuntimePlatform,
 		EnableFaultInjection:    td.EnableFaultInjection,
+
+		TrustedExecutionConfiguration: td.TrustedExecutionConfiguration,
 	}
 	if len(tags) > 0 {
 		in.Tags = tags
