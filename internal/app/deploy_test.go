@@ -314,8 +314,8 @@ func TestThrottlingDelaysButDoesNotLoseDeploys(t *testing.T) {
 		svc := fmt.Sprintf("svc-%d", i)
 		g.Eventually(h.env(svc), timeout, poll).Should(WithTransform(deployedImage, Equal(b.Image)), svc)
 		g.Expect(h.webImage("prod", svc)).To(Equal(b.Image))
-		g.Expect(h.sim.Revisions("prod-" + svc)).To(Equal(2), "one new revision per service, throttled or not")
+		g.Expect(h.sim.Revisions("prod-"+svc)).To(Equal(2), "one new revision per service, throttled or not")
 	}
-	g.Expect(h.sim.Throttled("RegisterTaskDefinition") + h.sim.Throttled("UpdateService")).To(BeNumerically(">", 0),
+	g.Expect(h.sim.Throttled("RegisterTaskDefinition")+h.sim.Throttled("UpdateService")).To(BeNumerically(">", 0),
 		"the simulator must have throttled for this test to mean anything")
 }
