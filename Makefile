@@ -55,7 +55,7 @@ build: ## Build the manager and the ECS simulator into bin/.
 
 .PHONY: run
 run: build envtest ## Run autodeploy locally against a local control plane and the ECS simulator.
-	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go run ./cmd/autodeploy-local
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go run ./cmd/autodeployctl dev
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

@@ -131,13 +131,16 @@ func New(opts ...Option) *Server {
 
 // Start serves the simulator on 127.0.0.1 with a random port and returns its
 // base URL (for example "http://127.0.0.1:41234"). Close stops it.
-func (s *Server) Start() (string, error) {
+func (s *Server) Start() (string, error) { return s.StartOn("127.0.0.1:0") }
+
+// StartOn serves on addr (host:port; port 0 picks a free one) and returns the base URL.
+func (s *Server) StartOn(addr string) (string, error) {
 	s.httpMu.Lock()
 	defer s.httpMu.Unlock()
 	if s.httpSrv != nil {
 		return "", errors.New("ecssim: server already started")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("ecssim: listen: %w", err)
 	}
