@@ -290,6 +290,15 @@ func TestMissingClusterOrServiceStallsWithActionableReason(t *testing.T) {
 	// Fixing the spec deploys.
 	h.updateEnv("no-service", func(e *deployv1.Environment) { e.Spec.ECS.Service = "shop-api" })
 	g.Eventually(h.env("no-service"), timeout, poll).Should(WithTransform(deployedImage, Equal(newBuild(1).Image)))
+
+	// Creating the missing cluster and service, then asking for a retry, deploys too.
+	h.seedService("nowhere", "shop-api", image("v1"))
+	g.Consistently(h.env("no-cluster"), "200ms", poll).Should(WithTransform(deployedImage, BeEmpty()))
+	h.updateEnv("no-cluster", func(e *deployv1.Environment) {
+		e.Annotations = map[string]string{deployv1.RetryAnnotation: "2026-11-26T10:00:00Z"}
+	})
+	g.Eventually(h.env("no-cluster"), timeout, poll).Should(WithTransform(deployedImage, Equal(newBuild(1).Image)))
+	g.Expect(h.webImage("nowhere", "shop-api")).To(Equal(newBuild(1).Image))
 }
 
 func TestThrottlingDelaysButDoesNotLoseDeploys(t *testing.T) {
