@@ -58,7 +58,7 @@ func classify(err error, target deployv1.ECSTarget) error {
 			"ECS service %q in cluster %q is not active: recreate it or point spec.ecs.service at an active one", target.Service, target.Cluster), err}
 	case errors.As(err, &denied):
 		return &deployError{deployv1.ReasonAccessDenied, fmt.Sprintf(
-			"Access denied by ECS (%s): grant the controller's role the ECS permissions in the README", denied.ErrorMessage()), err}
+			"Access denied by ECS (%s): grant the controller's role the ECS permissions in docs/iam.md", denied.ErrorMessage()), err}
 	case errors.As(err, &invalid):
 		return &deployError{deployv1.ReasonInvalidRequest, fmt.Sprintf(
 			"ECS rejected the request: %s", invalid.ErrorMessage()), err}
