@@ -68,5 +68,9 @@ install: manifests ## Install the CRD into the cluster of the current kubeconfig
 	kubectl apply -k config/crd
 
 .PHONY: deploy
-deploy: manifests ## Deploy the controller to the cluster of the current kubeconfig.
-	kubectl apply -k config/default
+deploy: manifests ## Deploy the controller (image IMG) to the cluster of the current kubeconfig.
+	kubectl kustomize config/default | sed 's#image: autodeploy:dev#image: $(IMG)#' | kubectl apply -f -
+
+.PHONY: undeploy
+undeploy: ## Remove the controller and the CRD (and so every Environment) from the cluster.
+	kubectl delete -k config/default --ignore-not-found
