@@ -12,19 +12,19 @@ import (
 // throttled or faulted.
 
 // SeedCluster creates a cluster, like CreateCluster (idempotent).
-func (s *Server) SeedCluster(name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, err := s.createClusterLocked(name)
+func (v *AccountView) SeedCluster(name string) error {
+	v.s.mu.Lock()
+	defer v.s.mu.Unlock()
+	_, err := v.a.createClusterLocked(name)
 	return err
 }
 
 // SeedTaskDefinition registers a task definition from a
 // RegisterTaskDefinition request body and returns the new revision's ARN.
-func (s *Server) SeedTaskDefinition(rawJSON []byte) (arn string, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	td, err := s.registerLocked(rawJSON)
+func (v *AccountView) SeedTaskDefinition(rawJSON []byte) (arn string, err error) {
+	v.s.mu.Lock()
+	defer v.s.mu.Unlock()
+	td, err := v.a.registerLocked(rawJSON)
 	if err != nil {
 		return "", err
 	}
@@ -33,8 +33,9 @@ func (s *Server) SeedTaskDefinition(rawJSON []byte) (arn string, err error) {
 
 // SeedService creates a service, like CreateService, whose single PRIMARY
 // deployment of taskDefinition (family, family:revision or ARN) is
-// COMPLETED with desiredCount tasks running. The cluster must exist.
-func (s *Server) SeedService(cluster, name, taskDefinition string, desiredCount int) error {
+// COMPLETED with desiredCount tasks running. The cluster must exist. No
+// deployment events are sent for seeded services.
+func (v *AccountView) SeedService(cluster, name, taskDefinition string, desiredCount int) error {
 	body, err := json.Marshal(map[string]any{
 		"cluster":        cluster,
 		"serviceName":    name,
@@ -44,9 +45,9 @@ func (s *Server) SeedService(cluster, name, taskDefinition string, desiredCount 
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, err = s.createServiceLocked(body)
+	v.s.mu.Lock()
+	defer v.s.mu.Unlock()
+	_, err = v.a.createServiceLocked(body, false)
 	return err
 }
 
@@ -59,6 +60,15 @@ type Seed struct {
 	TaskDefinitions []json.RawMessage `json:"taskDefinitions"`
 	// Services are created after the clusters and task definitions.
 	Services []SeedServiceSpec `json:"services"`
+	// Images are ECR image pushes, applied last, in order.
+	Images []SeedImage `json:"images,omitempty"`
+}
+
+// SeedImage is one ECR image push of a Seed (see PushImage).
+type SeedImage struct {
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
+	Digest     string `json:"digest"`
 }
 
 // SeedServiceSpec describes one service of a Seed.
@@ -69,10 +79,14 @@ type SeedServiceSpec struct {
 	DesiredCount   int    `json:"desiredCount"`
 }
 
+// LoadSeed applies a Seed document to the default account; see
+// AccountView.LoadSeed.
+func (s *Server) LoadSeed(r io.Reader) error { return s.DefaultAccount().LoadSeed(r) }
+
 // LoadSeed reads a Seed document (JSON) and applies it: clusters first, then
-// task definitions, then services. It stops at the first error; what was
-// applied before it stays.
-func (s *Server) LoadSeed(r io.Reader) error {
+// task definitions, then services, then images. It stops at the first
+// error; what was applied before it stays.
+func (v *AccountView) LoadSeed(r io.Reader) error {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	var seed Seed
@@ -80,18 +94,23 @@ func (s *Server) LoadSeed(r io.Reader) error {
 		return fmt.Errorf("ecssim: parse seed: %w", err)
 	}
 	for _, c := range seed.Clusters {
-		if err := s.SeedCluster(c); err != nil {
+		if err := v.SeedCluster(c); err != nil {
 			return fmt.Errorf("ecssim: seed cluster %q: %w", c, err)
 		}
 	}
 	for i, td := range seed.TaskDefinitions {
-		if _, err := s.SeedTaskDefinition(td); err != nil {
+		if _, err := v.SeedTaskDefinition(td); err != nil {
 			return fmt.Errorf("ecssim: seed taskDefinitions[%d]: %w", i, err)
 		}
 	}
 	for _, svc := range seed.Services {
-		if err := s.SeedService(svc.Cluster, svc.Name, svc.TaskDefinition, svc.DesiredCount); err != nil {
+		if err := v.SeedService(svc.Cluster, svc.Name, svc.TaskDefinition, svc.DesiredCount); err != nil {
 			return fmt.Errorf("ecssim: seed service %s/%s: %w", svc.Cluster, svc.Name, err)
+		}
+	}
+	for _, img := range seed.Images {
+		if err := v.PushImage(img.Repository, img.Tag, img.Digest); err != nil {
+			return fmt.Errorf("ecssim: seed image %s:%s: %w", img.Repository, img.Tag, err)
 		}
 	}
 	return nil

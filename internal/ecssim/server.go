@@ -1,17 +1,27 @@
-// Package ecssim is an in-process simulator of the Amazon ECS API.
+// Package ecssim is an in-process simulator of the Amazon ECS API, with the
+// bits of STS and ECR around it that a deployer needs.
 //
 // It speaks the real ECS wire protocol (awsJson1_1: POST /, the operation in
 // the X-Amz-Target header, JSON bodies, epoch-second timestamps, errors
 // carried by a non-2xx status, the X-Amzn-ErrorType header and a
 // {"__type","message"} body), so that the unmodified
 // github.com/aws/aws-sdk-go-v2/service/ecs client can be pointed at it with
-// BaseEndpoint and aws.AnonymousCredentials{}.
+// BaseEndpoint and aws.AnonymousCredentials{} (or any credentials). The same
+// listener serves STS AssumeRole and GetCallerIdentity (awsQuery, see
+// sts.go) and ECR DescribeImages (awsJson1_1, see ecr.go) for the
+// unmodified sts and ecr clients.
 //
 // The simulator implements the subset of ECS the product uses: clusters,
 // task definitions (stored verbatim, so every field a client registers is
 // echoed back) and services with deployments. Deployments progress without
 // goroutines: an IN_PROGRESS deployment is observed as COMPLETED by the first
-// request made once the rollout duration has passed on the simulator's clock.
+// request made once the rollout duration has passed on the simulator's clock
+// (or by AdvanceRollouts). Every rolloutState change can be reported as an
+// EventBridge "ECS Deployment State Change" event (WithEventSink).
+//
+// State is kept per AWS account: requests act in the account of their
+// credentials (roles assumed through the simulator's STS land in the role's
+// account), and the Go API reaches any account through Account.
 //
 // Besides the wire protocol the Server offers Go methods for seeding,
 // observation (call counts, snapshots) and fault injection, plus a small
@@ -28,11 +38,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // TargetPrefix is the X-Amz-Target prefix of every ECS operation.
@@ -43,28 +52,51 @@ const (
 	defaultRegion  = "us-east-1"
 	maxBodyBytes   = 10 << 20
 	jsonContent    = "application/x-amz-json-1.1"
+	formContent    = "application/x-www-form-urlencoded"
 )
 
 // Server is an ECS API simulator. It implements http.Handler; use Start to
 // serve it on a loopback port. All methods are safe for concurrent use.
+//
+// # Accounts and credentials
+//
+// The simulator holds any number of AWS accounts, each with its own
+// clusters, services, task definitions, ECR repositories, call counters and
+// throttling buckets (see AccountView). A request acts in the account of its
+// credentials, read from the access key id in its SigV4 Authorization
+// header (signatures are not verified):
+//
+//   - temporary credentials issued by the simulator's STS AssumeRole act in
+//     the assumed role's account; once expired (on the simulator's clock)
+//     they are rejected with ExpiredTokenException, and a wrong
+//     X-Amz-Security-Token with UnrecognizedClientException;
+//   - temporary access keys (ASIA…) the simulator did not issue are rejected
+//     with UnrecognizedClientException;
+//   - anonymous requests and any other access key act in the default account
+//     (WithAccount).
+//
+// The Server's seeding and observation methods act on the default account;
+// Account returns the same methods for any account.
 type Server struct {
-	account         string
+	account         string // id of the default account
 	region          string
 	clock           func() time.Time
 	rolloutDuration time.Duration
 	buckets         map[Category]Bucket
+	roles           map[string]*role // by role ARN; fixed after New
+	roleErr         error
+	sink            func(event []byte)
 
 	admin *http.ServeMux
 
-	mu        sync.Mutex
-	clusters  map[string]*cluster
-	families  map[string][]*taskDef // family -> revisions, index revision-1
-	limiters  map[Category]*rate.Limiter
-	calls     map[string]int
-	throttled map[string]int
-	total     int
-	faults    map[string]*faultState
-	latency   map[string]time.Duration
+	mu         sync.Mutex
+	accounts   map[string]*account
+	def        *account
+	keys       map[string]*issuedKey // temporary access key id -> credentials
+	faults     map[string]*faultState
+	latency    map[string]time.Duration
+	events     [][]byte // queued deployment events, delivered after mu is released
+	delivering bool
 
 	httpMu  sync.Mutex
 	httpSrv *http.Server
@@ -73,15 +105,16 @@ type Server struct {
 // Option configures a Server.
 type Option func(*Server)
 
-// WithAccount sets the AWS account id used in ARNs (default "123456789012").
+// WithAccount sets the default account: the one anonymous requests act in
+// and the Server's own methods observe (default "123456789012").
 func WithAccount(account string) Option { return func(s *Server) { s.account = account } }
 
 // WithRegion sets the region used in ARNs (default "us-east-1").
 func WithRegion(region string) Option { return func(s *Server) { s.region = region } }
 
 // WithClock replaces the wall clock. The clock drives timestamps, rollout
-// progression and the throttling token buckets, so a fake clock makes all of
-// them deterministic.
+// progression, credential expiry and the throttling token buckets, so a
+// fake clock makes all of them deterministic.
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.clock = now } }
 
 // WithRolloutDuration sets how long a new deployment stays IN_PROGRESS on the
@@ -92,9 +125,10 @@ func WithRolloutDuration(d time.Duration) Option {
 	return func(s *Server) { s.rolloutDuration = d }
 }
 
-// WithThrottling enables token-bucket throttling with the given buckets.
-// Operations outside the given categories are not throttled. A throttled call
-// fails with 400 ThrottlingException "Rate exceeded".
+// WithThrottling enables token-bucket throttling with the given buckets,
+// one set per account. Operations outside the given categories are not
+// throttled. A throttled call fails with 400 ThrottlingException "Rate
+// exceeded".
 func WithThrottling(buckets map[Category]Bucket) Option {
 	return func(s *Server) {
 		s.buckets = make(map[Category]Bucket, len(buckets))
@@ -108,23 +142,29 @@ func WithThrottling(buckets map[Category]Bucket) Option {
 // ECS API (see AWSBuckets).
 func WithAWSThrottling() Option { return WithThrottling(AWSBuckets()) }
 
-// New returns a Server with no clusters, task definitions or services.
+// New returns a Server with no clusters, task definitions or services. It
+// panics if a WithRole option has an invalid role ARN.
 func New(opts ...Option) *Server {
 	s := &Server{
-		account:   defaultAccount,
-		region:    defaultRegion,
-		clock:     time.Now,
-		clusters:  map[string]*cluster{},
-		families:  map[string][]*taskDef{},
-		calls:     map[string]int{},
-		throttled: map[string]int{},
-		faults:    map[string]*faultState{},
-		latency:   map[string]time.Duration{},
+		account:  defaultAccount,
+		region:   defaultRegion,
+		clock:    time.Now,
+		roles:    map[string]*role{},
+		accounts: map[string]*account{},
+		keys:     map[string]*issuedKey{},
+		faults:   map[string]*faultState{},
+		latency:  map[string]time.Duration{},
 	}
 	for _, o := range opts {
 		o(s)
 	}
-	s.limiters = newLimiters(s.buckets, s.clock())
+	if s.roleErr != nil {
+		panic(s.roleErr)
+	}
+	s.def = s.accountLocked(s.account)
+	for _, r := range s.roles {
+		s.accountLocked(r.account)
+	}
 	s.admin = s.adminMux()
 	return s
 }
@@ -161,45 +201,95 @@ func (s *Server) Close() {
 	}
 }
 
-// ServeHTTP serves the ECS wire protocol on every path except /_sim/, which
-// is the admin surface.
+// protocol is the wire protocol of a request.
+type protocol int
+
+const (
+	protoECS   protocol = iota // awsJson1_1, X-Amz-Target AmazonEC2ContainerServiceV20141113.*
+	protoECR                   // awsJson1_1, X-Amz-Target AmazonEC2ContainerRegistry_V20150921.*
+	protoQuery                 // awsQuery (STS): form-encoded Action=...
+)
+
+// ServeHTTP serves the ECS, ECR and STS wire protocols on every path except
+// /_sim/, which is the admin surface.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/_sim/") {
 		s.admin.ServeHTTP(w, r)
 		return
 	}
-	w.Header().Set("X-Amzn-Requestid", newRequestID())
+	reqID := newRequestID()
+	w.Header().Set("X-Amzn-Requestid", reqID)
 
-	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), TargetPrefix)
-	if !strings.HasPrefix(r.Header.Get("X-Amz-Target"), TargetPrefix) {
-		op = ""
+	target := r.Header.Get("X-Amz-Target")
+	proto, op := protoECS, ""
+	switch {
+	case strings.HasPrefix(target, TargetPrefix):
+		op = strings.TrimPrefix(target, TargetPrefix)
+	case strings.HasPrefix(target, ECRTargetPrefix):
+		proto, op = protoECR, strings.TrimPrefix(target, ECRTargetPrefix)
+	case target == "" && strings.HasPrefix(r.Header.Get("Content-Type"), formContent):
+		proto = protoQuery
 	}
-	s.mu.Lock()
-	s.total++
-	if op != "" {
-		s.calls[op]++
+	fail := func(err error) {
+		if proto == protoQuery {
+			writeQueryError(w, err, reqID)
+		} else {
+			writeError(w, err)
+		}
 	}
-	delay := s.latency[op]
-	s.mu.Unlock()
+
+	body, readErr := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if readErr == nil && len(body) > maxBodyBytes {
+		readErr = errors.New("request body too large")
+	}
+	var form url.Values
+	if proto == protoQuery && readErr == nil {
+		if form, readErr = url.ParseQuery(string(body)); readErr == nil {
+			op = form.Get("Action")
+		}
+	}
+
+	a, c, authErr, delay := s.admit(r, op)
 
 	if r.Method != http.MethodPost {
-		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Code: "UnknownOperationException",
-			Message: "Method " + r.Method + " is not allowed; the ECS API accepts POST only."})
+		fail(&apiError{Status: http.StatusMethodNotAllowed, Code: "UnknownOperationException",
+			Message: "Method " + r.Method + " is not allowed; the API accepts POST only."})
 		return
 	}
-	h, ok := operations[op]
-	if !ok {
-		writeError(w, &apiError{Status: http.StatusBadRequest, Code: "UnknownOperationException",
-			Message: fmt.Sprintf("Unknown operation %q.", r.Header.Get("X-Amz-Target"))})
+	if readErr != nil {
+		fail(errSerialization("could not read request body: " + readErr.Error()))
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
-	if err != nil || len(body) > maxBodyBytes {
-		writeError(w, errSerialization("could not read request body"))
+	if authErr != nil {
+		fail(authErr.forProtocol(proto))
 		return
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		body = []byte("{}")
+
+	var h func() (any, error)
+	switch proto {
+	case protoECS, protoECR:
+		table := operations
+		if proto == protoECR {
+			table = ecrOperations
+		}
+		oh, ok := table[op]
+		if !ok {
+			fail(&apiError{Status: http.StatusBadRequest, Code: "UnknownOperationException",
+				Message: fmt.Sprintf("Unknown operation %q.", target)})
+			return
+		}
+		if len(bytes.TrimSpace(body)) == 0 {
+			body = []byte("{}")
+		}
+		h = func() (any, error) { return oh(a, body) }
+	case protoQuery:
+		qh, ok := stsOperations[op]
+		if !ok {
+			fail(&apiError{Status: http.StatusBadRequest, Code: "InvalidAction",
+				Message: fmt.Sprintf("Could not find operation %s for version %s", op, form.Get("Version"))})
+			return
+		}
+		h = func() (any, error) { return qh(a, &stsRequest{caller: c, form: form, requestID: reqID}) }
 	}
 	if delay > 0 {
 		if err := sleepCtx(r.Context(), delay); err != nil {
@@ -207,50 +297,71 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	out, err := s.invoke(op, h, body)
+	out, err := s.invoke(a, op, h)
 	if err != nil {
-		writeError(w, err)
+		fail(err)
+		return
+	}
+	if proto == protoQuery {
+		writeXML(w, http.StatusOK, out)
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-// invoke runs one counted wire operation under the lock: it advances
-// rollouts, applies throttling and injected faults, then the handler.
-func (s *Server) invoke(op string, h opHandler, body []byte) (any, error) {
+// admit resolves the account a request acts in, counts the call there and
+// returns the call's injected latency. authErr is set if the request's
+// credentials must be rejected (the call is still counted).
+func (s *Server) admit(r *http.Request, op string) (a *account, c *caller, authErr *authError, delay time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	a, c, authErr = s.callerLocked(r, s.clock())
+	a.total++
+	if op != "" {
+		a.calls[op]++
+	}
+	return a, c, authErr, s.latency[op]
+}
+
+// invoke runs one counted wire operation in account a under the lock: it
+// advances rollouts, applies throttling and injected faults, then the
+// handler. Deployment events it causes are delivered once the lock is
+// released.
+func (s *Server) invoke(a *account, op string, h func() (any, error)) (any, error) {
+	s.lock()
+	defer s.unlock()
 	now := s.clock()
 	s.advanceLocked(now)
-	if s.throttleLocked(op, now) {
-		s.throttled[op]++
+	if a.throttleLocked(op, now) {
+		a.throttled[op]++
 		return nil, &apiError{Status: http.StatusBadRequest, Code: "ThrottlingException", Message: "Rate exceeded"}
 	}
 	if err := s.faultLocked(op); err != nil {
 		return nil, err
 	}
-	return h(s, body)
+	return h()
 }
 
-// opHandler implements one ECS operation. It runs with s.mu held and returns
-// the response document or an error (an *apiError for modelled errors).
-type opHandler func(s *Server, body []byte) (any, error)
+// opHandler implements one ECS or ECR operation in an account. It runs with
+// the server's lock held and returns the response document or an error (an
+// *apiError for modelled errors).
+type opHandler func(a *account, body []byte) (any, error)
 
 // operations maps ECS operation names to their handlers.
 var operations map[string]opHandler
 
 func init() {
 	operations = map[string]opHandler{
-		"CreateCluster":            (*Server).opCreateCluster,
-		"DescribeClusters":         (*Server).opDescribeClusters,
-		"RegisterTaskDefinition":   (*Server).opRegisterTaskDefinition,
-		"DescribeTaskDefinition":   (*Server).opDescribeTaskDefinition,
-		"DeregisterTaskDefinition": (*Server).opDeregisterTaskDefinition,
-		"ListTaskDefinitions":      (*Server).opListTaskDefinitions,
-		"CreateService":            (*Server).opCreateService,
-		"DescribeServices":         (*Server).opDescribeServices,
-		"UpdateService":            (*Server).opUpdateService,
-		"ListServices":             (*Server).opListServices,
+		"CreateCluster":            (*account).opCreateCluster,
+		"DescribeClusters":         (*account).opDescribeClusters,
+		"RegisterTaskDefinition":   (*account).opRegisterTaskDefinition,
+		"DescribeTaskDefinition":   (*account).opDescribeTaskDefinition,
+		"DeregisterTaskDefinition": (*account).opDeregisterTaskDefinition,
+		"ListTaskDefinitions":      (*account).opListTaskDefinitions,
+		"CreateService":            (*account).opCreateService,
+		"DescribeServices":         (*account).opDescribeServices,
+		"UpdateService":            (*account).opUpdateService,
+		"ListServices":             (*account).opListServices,
 	}
 }
 
@@ -284,11 +395,19 @@ func errServiceNotFound() *apiError {
 	return &apiError{Status: http.StatusBadRequest, Code: "ServiceNotFoundException", Message: "Service not found."}
 }
 
-func writeError(w http.ResponseWriter, err error) {
+// asAPIError returns err as an *apiError; other errors become a 500
+// ServerException.
+func asAPIError(err error) *apiError {
 	var ae *apiError
 	if !errors.As(err, &ae) {
 		ae = &apiError{Status: http.StatusInternalServerError, Code: "ServerException", Message: err.Error()}
 	}
+	return ae
+}
+
+// writeError writes an awsJson error response.
+func writeError(w http.ResponseWriter, err error) {
+	ae := asAPIError(err)
 	w.Header().Set("X-Amzn-ErrorType", ae.Code)
 	writeJSON(w, ae.Status, map[string]string{"__type": ae.Code, "message": ae.Message})
 }
@@ -333,10 +452,6 @@ func decodeRaw(body []byte) (map[string]any, error) {
 // with millisecond precision.
 func epoch(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
 
-func (s *Server) arn(resource string) string {
-	return "arn:aws:ecs:" + s.region + ":" + s.account + ":" + resource
-}
-
 func newRequestID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
@@ -379,50 +494,4 @@ func copyMap(m map[string]any) map[string]any {
 		return nil
 	}
 	return deepCopy(m).(map[string]any)
-}
-
-// Calls returns how many wire calls of op were received (including failed,
-// faulted and throttled ones).
-func (s *Server) Calls(op string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls[op]
-}
-
-// TotalCalls returns how many wire calls were received in all.
-func (s *Server) TotalCalls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.total
-}
-
-// Throttled returns how many calls of op were throttled.
-func (s *Server) Throttled(op string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.throttled[op]
-}
-
-// ResetCalls sets all call and throttle counters to zero.
-func (s *Server) ResetCalls() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.calls)
-	clear(s.throttled)
-	s.total = 0
-}
-
-// callCounts returns copies of the counters.
-func (s *Server) callCounts() (calls, throttled map[string]int, total int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	calls = make(map[string]int, len(s.calls))
-	for k, v := range s.calls {
-		calls[k] = v
-	}
-	throttled = make(map[string]int, len(s.throttled))
-	for k, v := range s.throttled {
-		throttled[k] = v
-	}
-	return calls, throttled, s.total
 }

@@ -114,36 +114,36 @@ var deploymentFields = []string{
 // ---- clusters ----
 
 // clusterLocked resolves a cluster name or ARN; "" means "default".
-func (s *Server) clusterLocked(ref string) (*cluster, error) {
+func (a *account) clusterLocked(ref string) (*cluster, error) {
 	name := ref
 	if name == "" {
 		name = "default"
 	}
 	if strings.HasPrefix(name, "arn:") {
 		var ok bool
-		if name, ok = strings.CutPrefix(name, s.arn("cluster/")); !ok {
+		if name, ok = strings.CutPrefix(name, a.arn("cluster/")); !ok {
 			return nil, errClusterNotFound()
 		}
 	}
-	c, ok := s.clusters[name]
+	c, ok := a.clusters[name]
 	if !ok {
 		return nil, errClusterNotFound()
 	}
 	return c, nil
 }
 
-func (s *Server) createClusterLocked(name string) (*cluster, error) {
+func (a *account) createClusterLocked(name string) (*cluster, error) {
 	if name == "" {
 		name = "default"
 	}
 	if !familyPattern.MatchString(name) {
 		return nil, errInvalidParameter("Cluster name can have up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores.")
 	}
-	if c, ok := s.clusters[name]; ok {
+	if c, ok := a.clusters[name]; ok {
 		return c, nil // CreateCluster is idempotent
 	}
-	c := &cluster{name: name, arn: s.arn("cluster/" + name), services: map[string]*service{}, createdAt: s.clock()}
-	s.clusters[name] = c
+	c := &cluster{name: name, arn: a.arn("cluster/" + name), services: map[string]*service{}, createdAt: a.now()}
+	a.clusters[name] = c
 	return c, nil
 }
 
@@ -173,21 +173,21 @@ func (c *cluster) doc() map[string]any {
 	}
 }
 
-func (s *Server) opCreateCluster(body []byte) (any, error) {
+func (a *account) opCreateCluster(body []byte) (any, error) {
 	var req struct {
 		ClusterName string `json:"clusterName"`
 	}
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
-	c, err := s.createClusterLocked(req.ClusterName)
+	c, err := a.createClusterLocked(req.ClusterName)
 	if err != nil {
 		return nil, err
 	}
 	return map[string]any{"cluster": c.doc()}, nil
 }
 
-func (s *Server) opDescribeClusters(body []byte) (any, error) {
+func (a *account) opDescribeClusters(body []byte) (any, error) {
 	var req struct {
 		Clusters []string `json:"clusters"`
 	}
@@ -202,11 +202,11 @@ func (s *Server) opDescribeClusters(body []byte) (any, error) {
 	}
 	clusters, failures := []any{}, []any{}
 	for _, ref := range req.Clusters {
-		c, err := s.clusterLocked(ref)
+		c, err := a.clusterLocked(ref)
 		if err != nil {
 			arn := ref
 			if !strings.HasPrefix(ref, "arn:") {
-				arn = s.arn("cluster/" + ref)
+				arn = a.arn("cluster/" + ref)
 			}
 			failures = append(failures, map[string]any{"arn": arn, "reason": "MISSING"})
 			continue
@@ -219,11 +219,11 @@ func (s *Server) opDescribeClusters(body []byte) (any, error) {
 // ---- services ----
 
 // serviceName resolves a service name or ARN (old or new format) within c.
-func (s *Server) serviceName(c *cluster, ref string) (string, bool) {
+func (a *account) serviceName(c *cluster, ref string) (string, bool) {
 	if !strings.HasPrefix(ref, "arn:") {
 		return ref, ref != ""
 	}
-	rest, ok := strings.CutPrefix(ref, s.arn("service/"))
+	rest, ok := strings.CutPrefix(ref, a.arn("service/"))
 	if !ok {
 		return "", false
 	}
@@ -233,12 +233,12 @@ func (s *Server) serviceName(c *cluster, ref string) (string, bool) {
 	return rest, true
 }
 
-func (s *Server) serviceLocked(clusterRef, ref string) (*service, error) {
-	c, err := s.clusterLocked(clusterRef)
+func (a *account) serviceLocked(clusterRef, ref string) (*service, error) {
+	c, err := a.clusterLocked(clusterRef)
 	if err != nil {
 		return nil, err
 	}
-	name, ok := s.serviceName(c, ref)
+	name, ok := a.serviceName(c, ref)
 	if !ok {
 		return nil, errServiceNotFound()
 	}
@@ -251,8 +251,8 @@ func (s *Server) serviceLocked(clusterRef, ref string) (*service, error) {
 
 // resolveTaskDefLocked resolves the task definition of a service request to
 // an ACTIVE revision.
-func (s *Server) resolveTaskDefLocked(ref string) (*taskDef, error) {
-	td, ok := s.lookupTaskDefLocked(ref)
+func (a *account) resolveTaskDefLocked(ref string) (*taskDef, error) {
+	td, ok := a.lookupTaskDefLocked(ref)
 	if !ok {
 		return nil, errClient("TaskDefinition not found.")
 	}
@@ -287,7 +287,9 @@ func defaultDeploymentConfiguration() map[string]any {
 }
 
 // createServiceLocked implements CreateService for the wire and for seeding.
-func (s *Server) createServiceLocked(body []byte) (*service, error) {
+// The new service's single deployment completes at once; with emit, the
+// IN_PROGRESS and COMPLETED deployment events are queued (seeding is silent).
+func (a *account) createServiceLocked(body []byte, emit bool) (*service, error) {
 	var req struct {
 		Cluster        string `json:"cluster"`
 		ServiceName    string `json:"serviceName"`
@@ -305,7 +307,7 @@ func (s *Server) createServiceLocked(body []byte) (*service, error) {
 	if !familyPattern.MatchString(req.ServiceName) {
 		return nil, errInvalidParameter("Service name can have up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores.")
 	}
-	c, err := s.clusterLocked(req.Cluster)
+	c, err := a.clusterLocked(req.Cluster)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +317,7 @@ func (s *Server) createServiceLocked(body []byte) (*service, error) {
 	if req.TaskDefinition == "" {
 		return nil, errInvalidParameter("TaskDefinition must be specified for a service using the ECS deployment controller.")
 	}
-	td, err := s.resolveTaskDefLocked(req.TaskDefinition)
+	td, err := a.resolveTaskDefLocked(req.TaskDefinition)
 	if err != nil {
 		return nil, err
 	}
@@ -347,10 +349,10 @@ func (s *Server) createServiceLocked(body []byte) (*service, error) {
 	setDefault(extra, "enableECSManagedTags", false)
 	setDefault(extra, "enableExecuteCommand", false)
 
-	now := s.clock()
+	now := a.now()
 	svc := &service{
 		name:           req.ServiceName,
-		arn:            s.arn("service/" + c.name + "/" + req.ServiceName),
+		arn:            a.arn("service/" + c.name + "/" + req.ServiceName),
 		cluster:        c,
 		status:         statusActive,
 		desiredCount:   desired,
@@ -361,16 +363,22 @@ func (s *Server) createServiceLocked(body []byte) (*service, error) {
 		createdAt:      now,
 	}
 	d := svc.newDeployment(td.arn, now)
-	d.complete(now)
 	svc.deployments = []*deployment{d}
 	c.services[svc.name] = svc
+	if emit {
+		a.emitLocked(svc, d)
+	}
+	d.complete(now)
+	if emit {
+		a.emitLocked(svc, d)
+	}
 	return svc, nil
 }
 
 // newDeployment returns a PRIMARY IN_PROGRESS deployment of td; the caller
 // links it into svc.deployments.
 func (svc *service) newDeployment(td string, now time.Time) *deployment {
-	id := fmt.Sprintf("ecs-svc/%019d", rand.Int64N(1e19-1e18)+1e18)
+	id := fmt.Sprintf("ecs-svc/%d", rand.Int64N(8e18)+1e18) // 19 digits
 	lt, _ := svc.extra["launchType"].(string)
 	return &deployment{
 		id:             id,
@@ -395,7 +403,7 @@ func (d *deployment) complete(at time.Time) {
 
 // startDeploymentLocked makes a new PRIMARY deployment of td; the previous
 // PRIMARY becomes ACTIVE.
-func (s *Server) startDeploymentLocked(svc *service, td string, now time.Time) {
+func (a *account) startDeploymentLocked(svc *service, td string, now time.Time) {
 	for _, d := range svc.deployments {
 		if d.status == DeploymentPrimary {
 			d.status = DeploymentActive
@@ -403,41 +411,46 @@ func (s *Server) startDeploymentLocked(svc *service, td string, now time.Time) {
 		}
 	}
 	d := svc.newDeployment(td, now)
-	d.completionTime = now.Add(s.rolloutDuration)
+	d.completionTime = now.Add(a.srv.rolloutDuration)
 	svc.deployments = append([]*deployment{d}, svc.deployments...)
 	svc.taskDefinition = td
+	a.emitLocked(svc, d)
 }
 
 // completeLocked completes the PRIMARY deployment at time at: its tasks are
 // all running and every older deployment is gone.
-func completeLocked(svc *service, at time.Time) {
+func (a *account) completeLocked(svc *service, at time.Time) {
 	p := svc.primary()
 	p.complete(at)
 	svc.deployments = []*deployment{p}
+	a.emitLocked(svc, p)
 }
 
 // advanceLocked completes every IN_PROGRESS PRIMARY deployment whose rollout
-// duration has passed at now.
-func (s *Server) advanceLocked(now time.Time) {
-	for _, c := range s.clusters {
+// duration has passed at now and returns how many it completed.
+func (a *account) advanceLocked(now time.Time) int {
+	n := 0
+	for _, c := range a.clusters {
 		for _, svc := range c.services {
 			p := svc.primary()
 			if p.rolloutState == RolloutInProgress && !now.Before(p.completionTime) {
-				completeLocked(svc, p.completionTime)
+				a.completeLocked(svc, p.completionTime)
+				n++
 			}
 		}
 	}
+	return n
 }
 
-func (s *Server) opCreateService(body []byte) (any, error) {
-	svc, err := s.createServiceLocked(body)
+func (a *account) opCreateService(body []byte) (any, error) {
+	svc, err := a.createServiceLocked(body, true)
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"service": s.serviceDoc(svc, false)}, nil
+	return map[string]any{"service": a.serviceDoc(svc, false)}, nil
 }
 
-func (s *Server) opDescribeServices(body []byte) (any, error) {
+func (a *account) opDescribeServices(body []byte) (any, error) {
 	var req struct {
 		Cluster  string   `json:"cluster"`
 		Services []string `json:"services"`
@@ -452,28 +465,29 @@ func (s *Server) opDescribeServices(body []byte) (any, error) {
 	case len(req.Services) > 10:
 		return nil, errInvalidParameter("Services cannot have more than 10 elements.")
 	}
-	c, err := s.clusterLocked(req.Cluster)
+	c, err := a.clusterLocked(req.Cluster)
 	if err != nil {
 		return nil, err
 	}
+	a.described += len(req.Services)
 	services, failures := []any{}, []any{}
 	for _, ref := range req.Services {
-		name, ok := s.serviceName(c, ref)
+		name, ok := a.serviceName(c, ref)
 		svc := c.services[name]
 		if !ok || svc == nil {
 			arn := ref
 			if !strings.HasPrefix(ref, "arn:") {
-				arn = s.arn("service/" + c.name + "/" + ref)
+				arn = a.arn("service/" + c.name + "/" + ref)
 			}
 			failures = append(failures, map[string]any{"arn": arn, "reason": "MISSING"})
 			continue
 		}
-		services = append(services, s.serviceDoc(svc, hasTags(req.Include)))
+		services = append(services, a.serviceDoc(svc, hasTags(req.Include)))
 	}
 	return map[string]any{"services": services, "failures": failures}, nil
 }
 
-func (s *Server) opUpdateService(body []byte) (any, error) {
+func (a *account) opUpdateService(body []byte) (any, error) {
 	var req struct {
 		Cluster            string  `json:"cluster"`
 		Service            string  `json:"service"`
@@ -488,7 +502,7 @@ func (s *Server) opUpdateService(body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, err := s.serviceLocked(req.Cluster, req.Service)
+	svc, err := a.serviceLocked(req.Cluster, req.Service)
 	if err != nil {
 		return nil, err
 	}
@@ -497,7 +511,7 @@ func (s *Server) opUpdateService(body []byte) (any, error) {
 	}
 	tdARN := svc.taskDefinition
 	if req.TaskDefinition != nil {
-		td, err := s.resolveTaskDefLocked(*req.TaskDefinition)
+		td, err := a.resolveTaskDefLocked(*req.TaskDefinition)
 		if err != nil {
 			return nil, err
 		}
@@ -507,7 +521,7 @@ func (s *Server) opUpdateService(body []byte) (any, error) {
 		return nil, errInvalidParameter("desiredCount must be greater than or equal to 0.")
 	}
 
-	now := s.clock()
+	now := a.now()
 	redeploy := req.ForceNewDeployment || tdARN != svc.taskDefinition
 	if dc, ok := raw["deploymentConfiguration"].(map[string]any); ok {
 		for k, v := range dc {
@@ -535,12 +549,12 @@ func (s *Server) opUpdateService(body []byte) (any, error) {
 		p.updatedAt = now
 	}
 	if redeploy {
-		s.startDeploymentLocked(svc, tdARN, now)
+		a.startDeploymentLocked(svc, tdARN, now)
 	}
-	return map[string]any{"service": s.serviceDoc(svc, false)}, nil
+	return map[string]any{"service": a.serviceDoc(svc, false)}, nil
 }
 
-func (s *Server) opListServices(body []byte) (any, error) {
+func (a *account) opListServices(body []byte) (any, error) {
 	var req struct {
 		Cluster    string `json:"cluster"`
 		MaxResults *int   `json:"maxResults"`
@@ -549,7 +563,7 @@ func (s *Server) opListServices(body []byte) (any, error) {
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
-	c, err := s.clusterLocked(req.Cluster)
+	c, err := a.clusterLocked(req.Cluster)
 	if err != nil {
 		return nil, err
 	}
@@ -572,7 +586,7 @@ func (s *Server) opListServices(body []byte) (any, error) {
 }
 
 // serviceDoc renders a service as the ECS Service shape.
-func (s *Server) serviceDoc(svc *service, withTags bool) map[string]any {
+func (a *account) serviceDoc(svc *service, withTags bool) map[string]any {
 	out := copyMap(svc.extra)
 	running, pending := svc.counts()
 	deployments := make([]any, len(svc.deployments))
@@ -610,7 +624,7 @@ func (s *Server) serviceDoc(svc *service, withTags bool) map[string]any {
 	out["deployments"] = deployments
 	out["events"] = []any{}
 	out["createdAt"] = epoch(svc.createdAt)
-	out["createdBy"] = "arn:aws:iam::" + s.account + ":root"
+	out["createdBy"] = "arn:aws:iam::" + a.id + ":root"
 	if withTags {
 		out["tags"] = tagList(svc.tags)
 	}
@@ -645,92 +659,4 @@ func (svc *service) snapshot() ServiceState {
 		})
 	}
 	return st
-}
-
-// Service returns a snapshot of a service (cluster and service may be names
-// or ARNs). Like any request, it first lets due rollouts complete.
-func (s *Server) Service(cluster, name string) (ServiceState, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.advanceLocked(s.clock())
-	svc, err := s.serviceLocked(cluster, name)
-	if err != nil {
-		return ServiceState{}, false
-	}
-	return svc.snapshot(), true
-}
-
-// CompleteDeployment completes the service's IN_PROGRESS PRIMARY deployment
-// now, whatever the rollout duration: all its tasks run and older
-// deployments disappear. It is a no-op if the deployment already completed
-// and an error if it failed.
-func (s *Server) CompleteDeployment(cluster, service string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	svc, err := s.serviceLocked(cluster, service)
-	if err != nil {
-		return err
-	}
-	switch p := svc.primary(); p.rolloutState {
-	case RolloutCompleted:
-		return nil
-	case RolloutFailed:
-		return fmt.Errorf("ecssim: deployment %s of service %s failed", p.id, svc.name)
-	}
-	completeLocked(svc, s.clock())
-	return nil
-}
-
-// FailDeployment fails the service's IN_PROGRESS PRIMARY deployment with
-// the given reason (rolloutState FAILED, its tasks counted as failed).
-//
-// If the service's deployment circuit breaker has rollback enabled and an
-// older deployment exists, ECS rolls back: the service returns to that
-// deployment's task definition with a new PRIMARY deployment that is already
-// COMPLETED, and the failed deployment stays listed as ACTIVE/FAILED until
-// the next deployment completes. Without rollback the failed deployment
-// remains PRIMARY and the older ones stay ACTIVE.
-//
-// With the default rollout duration of 0 a deployment completes on the next
-// request, so tests that fail deployments should use WithRolloutDuration.
-func (s *Server) FailDeployment(cluster, service, reason string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	svc, err := s.serviceLocked(cluster, service)
-	if err != nil {
-		return err
-	}
-	p := svc.primary()
-	if p.rolloutState != RolloutInProgress {
-		return fmt.Errorf("ecssim: service %s has no deployment in progress (PRIMARY %s is %s)", svc.name, p.id, p.rolloutState)
-	}
-	if reason == "" {
-		reason = "ECS deployment circuit breaker: tasks failed to start."
-	}
-	now := s.clock()
-	p.rolloutState = RolloutFailed
-	p.rolloutReason = reason
-	p.failed += p.desired
-	p.running, p.pending = 0, 0
-	p.updatedAt = now
-
-	if !svc.rollbackEnabled() {
-		return nil
-	}
-	var previous *deployment
-	for _, d := range svc.deployments[1:] {
-		if d.rolloutState != RolloutFailed {
-			previous = d
-			break
-		}
-	}
-	if previous == nil {
-		return nil
-	}
-	p.status = DeploymentActive
-	rb := svc.newDeployment(previous.taskDefinition, now)
-	rb.complete(now)
-	svc.deployments = []*deployment{rb, p}
-	svc.taskDefinition = previous.taskDefinition
-	return nil
 }

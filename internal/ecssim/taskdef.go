@@ -40,7 +40,7 @@ func (td *taskDef) status() string {
 
 // registerLocked validates a RegisterTaskDefinition request and stores a new
 // revision. It is shared by the wire operation and the seeding methods.
-func (s *Server) registerLocked(body []byte) (*taskDef, error) {
+func (a *account) registerLocked(body []byte) (*taskDef, error) {
 	req, err := decodeRaw(body)
 	if err != nil {
 		return nil, err
@@ -93,18 +93,18 @@ func (s *Server) registerLocked(body []byte) (*taskDef, error) {
 	}
 	applyTaskDefDefaults(req)
 
-	revision := len(s.families[family]) + 1
-	arn := s.arn("task-definition/" + family + ":" + strconv.Itoa(revision))
+	revision := len(a.families[family]) + 1
+	arn := a.arn("task-definition/" + family + ":" + strconv.Itoa(revision))
 	req["taskDefinitionArn"] = arn
 	req["revision"] = revision
 	req["status"] = statusActive
-	req["registeredAt"] = epoch(s.clock())
-	req["registeredBy"] = "arn:aws:iam::" + s.account + ":root"
+	req["registeredAt"] = epoch(a.now())
+	req["registeredBy"] = "arn:aws:iam::" + a.id + ":root"
 	req["requiresAttributes"] = []any{}
 	req["compatibilities"] = compatibilities(req)
 
 	td := &taskDef{arn: arn, family: family, revision: revision, body: req, tags: tags}
-	s.families[family] = append(s.families[family], td)
+	a.families[family] = append(a.families[family], td)
 	return td, nil
 }
 
@@ -150,9 +150,9 @@ func compatibilities(req map[string]any) []any {
 
 // lookupTaskDefLocked resolves a family (latest ACTIVE revision),
 // family:revision or full ARN.
-func (s *Server) lookupTaskDefLocked(ref string) (*taskDef, bool) {
+func (a *account) lookupTaskDefLocked(ref string) (*taskDef, bool) {
 	if strings.HasPrefix(ref, "arn:") {
-		prefix := s.arn("task-definition/")
+		prefix := a.arn("task-definition/")
 		if !strings.HasPrefix(ref, prefix) {
 			return nil, false
 		}
@@ -162,7 +162,7 @@ func (s *Server) lookupTaskDefLocked(ref string) (*taskDef, bool) {
 		}
 	}
 	family, rev, hasRev := strings.Cut(ref, ":")
-	revs := s.families[family]
+	revs := a.families[family]
 	if !hasRev {
 		for i := len(revs) - 1; i >= 0; i-- {
 			if revs[i].status() == statusActive {
@@ -187,15 +187,15 @@ func tagList(tags []any) []any {
 	return deepCopy(tags).([]any)
 }
 
-func (s *Server) opRegisterTaskDefinition(body []byte) (any, error) {
-	td, err := s.registerLocked(body)
+func (a *account) opRegisterTaskDefinition(body []byte) (any, error) {
+	td, err := a.registerLocked(body)
 	if err != nil {
 		return nil, err
 	}
 	return map[string]any{"taskDefinition": copyMap(td.body), "tags": tagList(td.tags)}, nil
 }
 
-func (s *Server) opDescribeTaskDefinition(body []byte) (any, error) {
+func (a *account) opDescribeTaskDefinition(body []byte) (any, error) {
 	var req struct {
 		TaskDefinition string   `json:"taskDefinition"`
 		Include        []string `json:"include"`
@@ -203,7 +203,7 @@ func (s *Server) opDescribeTaskDefinition(body []byte) (any, error) {
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
-	td, ok := s.lookupTaskDefLocked(req.TaskDefinition)
+	td, ok := a.lookupTaskDefLocked(req.TaskDefinition)
 	if !ok {
 		return nil, errClient("Unable to describe task definition.")
 	}
@@ -214,29 +214,29 @@ func (s *Server) opDescribeTaskDefinition(body []byte) (any, error) {
 	return out, nil
 }
 
-func (s *Server) opDeregisterTaskDefinition(body []byte) (any, error) {
+func (a *account) opDeregisterTaskDefinition(body []byte) (any, error) {
 	var req struct {
 		TaskDefinition string `json:"taskDefinition"`
 	}
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
-	ref := strings.TrimPrefix(req.TaskDefinition, s.arn("task-definition/"))
+	ref := strings.TrimPrefix(req.TaskDefinition, a.arn("task-definition/"))
 	if !strings.Contains(ref, ":") {
 		return nil, errClient("Invalid revision number. Number: %s", ref)
 	}
-	td, ok := s.lookupTaskDefLocked(req.TaskDefinition)
+	td, ok := a.lookupTaskDefLocked(req.TaskDefinition)
 	if !ok {
 		return nil, errClient("The specified task definition does not exist.")
 	}
 	if td.status() == statusActive {
 		td.body["status"] = statusInactive
-		td.body["deregisteredAt"] = epoch(s.clock())
+		td.body["deregisteredAt"] = epoch(a.now())
 	}
 	return map[string]any{"taskDefinition": copyMap(td.body)}, nil
 }
 
-func (s *Server) opListTaskDefinitions(body []byte) (any, error) {
+func (a *account) opListTaskDefinitions(body []byte) (any, error) {
 	var req struct {
 		FamilyPrefix string `json:"familyPrefix"`
 		Status       string `json:"status"`
@@ -252,7 +252,7 @@ func (s *Server) opListTaskDefinitions(body []byte) (any, error) {
 		status = statusActive
 	}
 	var all []*taskDef
-	for family, revs := range s.families {
+	for family, revs := range a.families {
 		if req.FamilyPrefix != "" && family != req.FamilyPrefix {
 			continue
 		}
@@ -313,46 +313,6 @@ func paginate(items []string, maxResults *int, token string) ([]string, string, 
 		page = []string{}
 	}
 	return page, next, nil
-}
-
-// TaskDefinition returns a copy of the stored task definition document
-// (including the read-only fields ECS adds) for a family, family:revision or
-// ARN. Tags are not part of it; see TaskDefinitionTags.
-func (s *Server) TaskDefinition(ref string) (map[string]any, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	td, ok := s.lookupTaskDefLocked(ref)
-	if !ok {
-		return nil, false
-	}
-	return copyMap(td.body), true
-}
-
-// TaskDefinitionTags returns the tags of a task definition as a key/value
-// map.
-func (s *Server) TaskDefinitionTags(ref string) (map[string]string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	td, ok := s.lookupTaskDefLocked(ref)
-	if !ok {
-		return nil, false
-	}
-	out := make(map[string]string, len(td.tags))
-	for _, t := range td.tags {
-		m, _ := t.(map[string]any)
-		k, _ := m["key"].(string)
-		v, _ := m["value"].(string)
-		out[k] = v
-	}
-	return out, true
-}
-
-// Revisions returns how many revisions of family have been registered
-// (ACTIVE or not), which is also the number of the latest one.
-func (s *Server) Revisions(family string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.families[family])
 }
 
 // containerImages returns container name -> image of a task definition.

@@ -17,6 +17,11 @@ const (
 	CategoryTaskDefinitionModify   Category = "TaskDefinitionModify"
 	CategoryTaskDefinitionRead     Category = "TaskDefinitionRead"
 	CategoryServiceDeploymentsRead Category = "ServiceDeploymentRead"
+
+	// CategoryECRDescribeImages is the ECR DescribeImages rate quota. ECR
+	// quotas are plain per-second rates per account and Region, modelled as
+	// a bucket whose burst equals its refill rate.
+	CategoryECRDescribeImages Category = "ECRDescribeImages"
 )
 
 // Bucket is a token bucket: Burst tokens at most, refilled at
@@ -40,17 +45,29 @@ var categories = map[string]Category{
 	"ListTaskDefinitionFamilies": CategoryTaskDefinitionRead,
 	"DescribeServiceDeployments": CategoryServiceDeploymentsRead,
 	"ListServiceDeployments":     CategoryServiceDeploymentsRead,
+	"DescribeImages":             CategoryECRDescribeImages, // ECR
 }
 
-// CategoryOf returns the throttling category of an ECS operation, if it
-// has one.
+// CategoryOf returns the throttling category of an ECS (or ECR) operation,
+// if it has one.
 func CategoryOf(op string) (Category, bool) {
 	c, ok := categories[op]
 	return c, ok
 }
 
 // AWSBuckets returns the token buckets AWS publishes for the ECS API
-// ("Request throttling for the Amazon ECS API").
+// ("Request throttling for the Amazon ECS API"), plus one for ECR
+// DescribeImages.
+//
+// The ECR bucket (10 requests per second, burst 10) is the simulator's
+// choice, not a published number: AWS's "Amazon ECR service quotas" page
+// lists per-second rate quotas only for the registry authentication and
+// image push/pull APIs (GetAuthorizationToken, BatchCheckLayerAvailability,
+// InitiateLayerUpload, UploadLayerPart, CompleteLayerUpload, PutImage,
+// BatchGetImage, GetDownloadUrlForLayer), not for DescribeImages. 10/s is
+// the lowest rate on that page (InitiateLayerUpload, CompleteLayerUpload),
+// a deliberately conservative stand-in so that a polling benchmark does not
+// assume more headroom than AWS guarantees. Override it with WithThrottling.
 func AWSBuckets() map[Category]Bucket {
 	return map[Category]Bucket{
 		CategoryServiceModify:          {Burst: 50, RefillPerSecond: 5},
@@ -58,6 +75,7 @@ func AWSBuckets() map[Category]Bucket {
 		CategoryTaskDefinitionModify:   {Burst: 20, RefillPerSecond: 1},
 		CategoryTaskDefinitionRead:     {Burst: 50, RefillPerSecond: 20},
 		CategoryServiceDeploymentsRead: {Burst: 50, RefillPerSecond: 20},
+		CategoryECRDescribeImages:      {Burst: 10, RefillPerSecond: 10},
 	}
 }
 
@@ -74,12 +92,12 @@ func newLimiters(buckets map[Category]Bucket, now time.Time) map[Category]*rate.
 
 // throttleLocked takes a token for op at now and reports whether the call
 // must be throttled.
-func (s *Server) throttleLocked(op string, now time.Time) bool {
+func (a *account) throttleLocked(op string, now time.Time) bool {
 	c, ok := categories[op]
 	if !ok {
 		return false
 	}
-	l, ok := s.limiters[c]
+	l, ok := a.limiters[c]
 	if !ok {
 		return false
 	}

@@ -1,0 +1,160 @@
+package ecssim
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// ECS "Deployment State Change" EventBridge event names
+// (detail.eventName), see AWS's "Amazon ECS service deployment state change
+// events".
+const (
+	EventDeploymentInProgress = "SERVICE_DEPLOYMENT_IN_PROGRESS"
+	EventDeploymentCompleted  = "SERVICE_DEPLOYMENT_COMPLETED"
+	EventDeploymentFailed     = "SERVICE_DEPLOYMENT_FAILED"
+
+	// DeploymentEventDetailType is the events' detail-type.
+	DeploymentEventDetailType = "ECS Deployment State Change"
+)
+
+// DeploymentEvent is the EventBridge envelope of an ECS "Deployment State
+// Change" event, exactly as AWS delivers it:
+//
+//	{"version":"0","id":"…","detail-type":"ECS Deployment State Change","source":"aws.ecs",
+//	 "account":"111122223333","time":"2020-05-23T12:31:14Z","region":"us-west-2",
+//	 "resources":["arn:aws:ecs:us-west-2:111122223333:service/default/servicetest"],
+//	 "detail":{"eventType":"INFO","eventName":"SERVICE_DEPLOYMENT_COMPLETED",
+//	           "deploymentId":"ecs-svc/123","updatedAt":"2020-05-23T11:11:11Z",
+//	           "reason":"ECS deployment ecs-svc/123 completed."}}
+type DeploymentEvent struct {
+	Version    string                `json:"version"`
+	ID         string                `json:"id"`
+	DetailType string                `json:"detail-type"`
+	Source     string                `json:"source"`
+	Account    string                `json:"account"`
+	Time       string                `json:"time"`
+	Region     string                `json:"region"`
+	Resources  []string              `json:"resources"`
+	Detail     DeploymentEventDetail `json:"detail"`
+}
+
+// DeploymentEventDetail is the detail of a DeploymentEvent.
+type DeploymentEventDetail struct {
+	// EventType is INFO, or ERROR for SERVICE_DEPLOYMENT_FAILED.
+	EventType    string `json:"eventType"`
+	EventName    string `json:"eventName"`
+	DeploymentID string `json:"deploymentId"` // matches the service's deployments[].id
+	UpdatedAt    string `json:"updatedAt"`
+	Reason       string `json:"reason"`
+}
+
+// WithEventSink makes the simulator report every change of a deployment's
+// rolloutState as an ECS "Deployment State Change" event (a JSON-encoded
+// DeploymentEvent): SERVICE_DEPLOYMENT_IN_PROGRESS when a deployment starts
+// (UpdateService, CreateService, a circuit-breaker rollback),
+// SERVICE_DEPLOYMENT_COMPLETED when it completes (lazily on a request after
+// the rollout duration, on AdvanceRollouts, or on CompleteDeployment) and
+// SERVICE_DEPLOYMENT_FAILED on FailDeployment. Seeded services send none.
+//
+// sink is called in event order, never with the simulator's lock held (it
+// may call the Server), by the goroutine whose request or method caused the
+// event, before that request is answered or that method returns — unless
+// another goroutine is delivering events at the time, in which case that
+// one delivers them. sink must not block for long: it holds up the caller.
+func WithEventSink(sink func(event []byte)) Option {
+	return func(s *Server) { s.sink = sink }
+}
+
+// AdvanceRollouts completes every IN_PROGRESS deployment, in every account,
+// whose rollout duration has passed on the simulator's clock, sending their
+// COMPLETED events, and returns how many it completed. Requests do the same
+// lazily; AdvanceRollouts lets a test or a ticker drive rollouts (and their
+// events) without reads.
+func (s *Server) AdvanceRollouts() int {
+	s.lock()
+	defer s.unlock()
+	return s.advanceLocked(s.clock())
+}
+
+// advanceLocked completes due rollouts in all accounts.
+func (s *Server) advanceLocked(now time.Time) int {
+	n := 0
+	for _, a := range s.accounts {
+		n += a.advanceLocked(now)
+	}
+	return n
+}
+
+// lock takes the server's lock; unlock releases it and then delivers the
+// deployment events queued meanwhile.
+func (s *Server) lock() { s.mu.Lock() }
+
+func (s *Server) unlock() {
+	pending := len(s.events) > 0 && !s.delivering
+	s.mu.Unlock()
+	if pending {
+		s.deliverEvents()
+	}
+}
+
+// deliverEvents hands queued events to the sink until the queue is empty.
+// Only one goroutine delivers at a time, which keeps the order; events
+// queued meanwhile (also by the sink itself) are delivered by it too.
+func (s *Server) deliverEvents() {
+	s.mu.Lock()
+	if s.delivering {
+		s.mu.Unlock()
+		return
+	}
+	s.delivering = true
+	for len(s.events) > 0 {
+		batch := s.events
+		s.events = nil
+		s.mu.Unlock()
+		for _, e := range batch {
+			s.sink(e)
+		}
+		s.mu.Lock()
+	}
+	s.delivering = false
+	s.mu.Unlock()
+}
+
+// emitLocked queues the event for d's current rolloutState.
+func (a *account) emitLocked(svc *service, d *deployment) {
+	s := a.srv
+	if s.sink == nil {
+		return
+	}
+	detail := DeploymentEventDetail{
+		EventType:    "INFO",
+		DeploymentID: d.id,
+		UpdatedAt:    d.updatedAt.UTC().Format("2006-01-02T15:04:05.000Z"),
+		Reason:       d.rolloutReason,
+	}
+	switch d.rolloutState {
+	case RolloutInProgress:
+		detail.EventName = EventDeploymentInProgress
+	case RolloutCompleted:
+		detail.EventName = EventDeploymentCompleted
+	case RolloutFailed:
+		detail.EventType, detail.EventName = "ERROR", EventDeploymentFailed
+	default:
+		return
+	}
+	b, err := json.Marshal(DeploymentEvent{
+		Version:    "0",
+		ID:         newRequestID(),
+		DetailType: DeploymentEventDetailType,
+		Source:     "aws.ecs",
+		Account:    a.id,
+		Time:       d.updatedAt.UTC().Format(time.RFC3339),
+		Region:     s.region,
+		Resources:  []string{svc.arn},
+		Detail:     detail,
+	})
+	if err != nil {
+		return // cannot happen: only strings
+	}
+	s.events = append(s.events, b)
+}
