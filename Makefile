@@ -45,6 +45,30 @@ test: envtest ## Run all tests against a real kube-apiserver and etcd, the ECS s
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test $(TEST_FLAGS) $(TEST_PKGS)
+	$(MAKE) --no-print-directory fuzz-short
+
+# Fuzz targets as <package>:<FuzzName>. Their seed corpora (testdata/fuzz/<FuzzName>/) run with
+# the ordinary tests; `make fuzz` explores beyond them.
+FUZZ_TARGETS ?= \
+	./internal/manifest:FuzzParse \
+	./internal/manifest:FuzzVerify \
+	./internal/receiver:FuzzParseEvent \
+	./internal/receiver:FuzzManifestFromCodeBuild \
+	./internal/receiver:FuzzManifestFromECR \
+	./internal/receiver:FuzzParseAPIKey
+FUZZTIME ?= 10s
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME (10s) each; a failing input lands in testdata/fuzz.
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg; \
+	done
+
+.PHONY: fuzz-short
+fuzz-short: ## The bounded fuzz run of CI: 5s per target.
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 ##@ Build
 

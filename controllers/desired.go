@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"fmt"
+
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 )
 
@@ -14,29 +16,61 @@ type Desired struct {
 	Trigger string
 	// Reason and Message explain the decision when nothing is to be deployed.
 	Reason, Message string
+	// Held is true when the wanted image failed to roll out and is not retried until a new
+	// build, a pin or a retry request.
+	Held bool
+	// Force redeploys Image even if it is what the service was last updated to (a retry).
+	Force bool
 }
 
 // Decide applies the deploy rules: a pin wins; otherwise the latest build when auto-deploy
-// is on; otherwise what is deployed stays.
+// is on; otherwise what is deployed stays. An image whose rollout failed is held back (not
+// retried in a loop) until something new is wanted or a retry is requested.
 func Decide(env *deployv1.Environment) Desired {
-	latest := env.Status.LatestBuild
-	buildOf := func(image string) *deployv1.BuildRef {
-		if latest != nil && latest.Image == image {
-			return &deployv1.BuildRef{ID: latest.ID, Number: latest.Number}
-		}
-		if last := env.Status.LastDeploy; last != nil && last.Image == image && last.Build != nil {
-			b := *last.Build
+	d := decide(env)
+	last := env.Status.LastDeploy()
+	if last == nil || last.Result != deployv1.ResultFailed || d.Image != last.Image {
+		return d
+	}
+	if retry := env.Annotations[deployv1.RetryAnnotation]; retry != "" && retry != env.Status.RetryHandled {
+		d.Trigger, d.Force = deployv1.TriggerRetry, true
+		return d
+	}
+	what := d.Image
+	if last.Build != nil {
+		what = fmt.Sprintf("build %d (%s)", last.Build.Number, d.Image)
+	}
+	return Desired{
+		Image: env.Status.DeployedImage, Build: buildOf(env, env.Status.DeployedImage), Held: true,
+		Reason: deployv1.ReasonRolloutFailed,
+		Message: fmt.Sprintf("The rollout of %s failed (%s); it is not retried: publish a new build, pin an image, or set the %s annotation to a new value",
+			what, last.Reason, deployv1.RetryAnnotation),
+	}
+}
+
+// buildOf returns the build image came from, when it is known.
+func buildOf(env *deployv1.Environment, image string) *deployv1.BuildRef {
+	if latest := env.Status.LatestBuild; latest != nil && latest.Image == image {
+		return &deployv1.BuildRef{ID: latest.ID, Number: latest.Number}
+	}
+	for _, d := range env.Status.History {
+		if d.Image == image && d.Build != nil {
+			b := *d.Build
 			return &b
 		}
-		return nil
 	}
+	return nil
+}
 
+func decide(env *deployv1.Environment) Desired {
+	latest := env.Status.LatestBuild
+	buildOf := func(image string) *deployv1.BuildRef { return buildOf(env, image) }
 	if pin := env.Spec.PinnedImage; pin != "" {
 		return Desired{Image: pin, Build: buildOf(pin), Trigger: deployv1.TriggerPin}
 	}
 	if env.Spec.AutoDeploy && latest != nil {
 		trigger := deployv1.TriggerBuild
-		if last := env.Status.LastDeploy; last != nil && last.Trigger == deployv1.TriggerPin {
+		if last := env.Status.LastDeploy(); last != nil && last.Trigger == deployv1.TriggerPin {
 			trigger = deployv1.TriggerUnpin
 		}
 		return Desired{Image: latest.Image, Build: buildOf(latest.Image), Trigger: trigger}

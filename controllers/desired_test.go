@@ -47,7 +47,7 @@ func withLatest(b *deployv1.Build) decideOpt {
 // deployed records d as the last deploy, as the controller does when one finishes.
 func withDeployed(d *deployv1.Deploy) decideOpt {
 	return func(e *deployv1.Environment) {
-		e.Status.LastDeploy = d
+		e.Status.RecordDeploy(*d)
 		e.Status.DeployedImage = d.Image
 	}
 }

@@ -23,8 +23,9 @@ type ECSAPI interface {
 	UpdateService(ctx context.Context, in *ecs.UpdateServiceInput, optFns ...func(*ecs.Options)) (*ecs.UpdateServiceOutput, error)
 }
 
-// ECSClientFunc returns the ECS client for a Region.
-type ECSClientFunc func(ctx context.Context, region string) (ECSAPI, error)
+// ECSClientFunc returns the ECS client for a target: its Region, and its role when the
+// service is in another account.
+type ECSClientFunc func(ctx context.Context, target deployv1.ECSTarget) (ECSAPI, error)
 
 // deployError is a deploy failure that retrying will not fix until the user changes something.
 type deployError struct {
@@ -62,6 +63,10 @@ func classify(err error, target deployv1.ECSTarget) error {
 	case errors.As(err, &invalid):
 		return &deployError{deployv1.ReasonInvalidRequest, fmt.Sprintf(
 			"ECS rejected the request: %s", invalid.ErrorMessage()), err}
+	case errors.As(err, &apiErr) && apiErr.ErrorCode() == "AccessDenied" && target.RoleARN != "":
+		// STS refused to let the controller assume the Environment's role.
+		return &deployError{deployv1.ReasonAccessDenied, fmt.Sprintf(
+			"Assuming role %s failed (%s): check the role's trust policy and spec.ecs.externalID", target.RoleARN, apiErr.ErrorMessage()), err}
 	case errors.As(err, &containerErr):
 		return &deployError{deployv1.ReasonContainerNotFound, containerErr.Error(), err}
 	case errors.As(err, &apiErr) && apiErr.ErrorFault() == smithy.FaultClient && !retryableCode(apiErr.ErrorCode()):
@@ -100,16 +105,19 @@ func transientMessage(err error) string {
 
 // deployResult is what a deploy did to the service.
 type deployResult struct {
+	previousImage     string
 	taskDefinitionARN string
 	deploymentID      string
-	registered        bool
-	updated           bool
+	// rolloutState and rolloutReason are ECS's view of the deployment right after the call.
+	rolloutState, rolloutReason string
+	registered, updated         bool
 }
 
 // deploy makes the service run image in the chosen container. It is idempotent: when the
-// service already runs image it changes nothing, and when a revision for image was registered
-// by an interrupted earlier attempt it reuses that revision instead of registering another.
-func deploy(ctx context.Context, api ECSAPI, target deployv1.ECSTarget, image string) (*deployResult, error) {
+// service already runs image it changes nothing (unless force asks for a new deployment of
+// it), and when a revision for image was registered by an interrupted earlier attempt it
+// reuses that revision instead of registering another.
+func deploy(ctx context.Context, api ECSAPI, target deployv1.ECSTarget, image string, force bool) (*deployResult, error) {
 	svcOut, err := api.DescribeServices(ctx, &ecs.DescribeServicesInput{
 		Cluster:  aws.String(target.Cluster),
 		Services: []string{target.Service},
@@ -137,7 +145,12 @@ func deploy(ctx context.Context, api ECSAPI, target deployv1.ECSTarget, image st
 		return nil, err
 	}
 	if running == image {
-		return &deployResult{taskDefinitionARN: aws.ToString(svc.TaskDefinition), deploymentID: primaryDeployment(svc.Deployments)}, nil
+		if !force {
+			res := &deployResult{previousImage: running, taskDefinitionARN: aws.ToString(svc.TaskDefinition)}
+			res.setDeployment(svc.Deployments)
+			return res, nil
+		}
+		return update(ctx, api, target, &deployResult{previousImage: running, taskDefinitionARN: aws.ToString(svc.TaskDefinition)}, true)
 	}
 
 	want, err := taskdef.RegisterInput(current.TaskDefinition, current.Tags, target.Container, image)
@@ -149,19 +162,37 @@ func deploy(ctx context.Context, api ECSAPI, target deployv1.ECSTarget, image st
 		return nil, err
 	}
 
+	return update(ctx, api, target, &deployResult{previousImage: running, taskDefinitionARN: arn, registered: registered}, false)
+}
+
+// update points the service at res.taskDefinitionARN and records the new deployment.
+func update(ctx context.Context, api ECSAPI, target deployv1.ECSTarget, res *deployResult, force bool) (*deployResult, error) {
 	upd, err := api.UpdateService(ctx, &ecs.UpdateServiceInput{
-		Cluster:        aws.String(target.Cluster),
-		Service:        aws.String(target.Service),
-		TaskDefinition: aws.String(arn),
+		Cluster:            aws.String(target.Cluster),
+		Service:            aws.String(target.Service),
+		TaskDefinition:     aws.String(res.taskDefinitionARN),
+		ForceNewDeployment: force,
 	})
 	if err != nil {
 		return nil, err
 	}
-	res := &deployResult{taskDefinitionARN: arn, registered: registered, updated: true}
+	res.updated = true
 	if upd.Service != nil {
-		res.deploymentID = primaryDeployment(upd.Service.Deployments)
+		res.setDeployment(upd.Service.Deployments)
 	}
 	return res, nil
+}
+
+// setDeployment records the service's primary deployment.
+func (res *deployResult) setDeployment(ds []types.Deployment) {
+	for _, d := range ds {
+		if aws.ToString(d.Status) == "PRIMARY" {
+			res.deploymentID = aws.ToString(d.Id)
+			res.rolloutState = string(d.RolloutState)
+			res.rolloutReason = aws.ToString(d.RolloutStateReason)
+			return
+		}
+	}
 }
 
 // registerOnce returns the ARN of a revision equal to want, registering one only when the
@@ -188,13 +219,4 @@ func registerOnce(ctx context.Context, api ECSAPI, current *types.TaskDefinition
 		return "", false, err
 	}
 	return aws.ToString(out.TaskDefinition.TaskDefinitionArn), true, nil
-}
-
-func primaryDeployment(ds []types.Deployment) string {
-	for _, d := range ds {
-		if aws.ToString(d.Status) == "PRIMARY" {
-			return aws.ToString(d.Id)
-		}
-	}
-	return ""
 }

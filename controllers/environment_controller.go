@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -38,8 +39,10 @@ const (
 type EnvironmentReconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
-	// ECS returns the ECS client for a Region.
+	// ECS returns the ECS client for a target (its Region and role).
 	ECS ECSClientFunc
+	// Tracker follows in-progress rollouts; nil leaves them to ECS events.
+	Tracker RolloutTracker
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// MaxConcurrentReconciles bounds parallel deploys; 4 when zero.
@@ -103,6 +106,9 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	logger := log.FromContext(ctx)
 	env := &deployv1.Environment{}
 	if err := r.Client.Get(ctx, req.NamespacedName, env); err != nil {
+		if apierrors.IsNotFound(err) && r.Tracker != nil {
+			r.Tracker.Untrack(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	base := env.DeepCopy()
@@ -112,13 +118,14 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	setPinned(env)
 
 	pending := env.Status.PendingDeploy
-	if desired.Image == "" || (desired.Image == env.Status.DeployedImage && pending == nil) {
-		r.markIdle(env, desired)
+	if desired.Image == "" || (desired.Image == env.Status.DeployedImage && pending == nil && !desired.Force) {
+		r.settle(env, desired)
+		r.track(req.NamespacedName, env)
 		return r.patchStatus(ctx, base, env)
 	}
 
 	// Record the intent before any ECS call, so that a restart finishes this deploy.
-	if pending == nil || pending.Image != desired.Image {
+	if pending == nil || pending.Image != desired.Image || desired.Force {
 		pending = &deployv1.Deploy{
 			Image:     desired.Image,
 			Build:     desired.Build,
@@ -126,6 +133,7 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			StartedAt: metav1.NewTime(r.Now()),
 		}
 		env.Status.PendingDeploy = pending
+		env.Status.RetryHandled = env.Annotations[deployv1.RetryAnnotation]
 		msg := fmt.Sprintf("Deploying %s%s", desired.Image, buildSuffix(desired.Build))
 		setCondition(env, deployv1.ReconcilingCondition, metav1.ConditionTrue, deployv1.ReasonDeploying, msg)
 		setCondition(env, deployv1.ReadyCondition, metav1.ConditionUnknown, deployv1.ReasonDeploying, msg)
@@ -138,39 +146,65 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		r.Recorder.Eventf(env, nil, "Normal", EventDeployStarted, "Deploy", "%s (trigger %s)", msg, desired.Trigger)
 	}
 
-	res, err := r.deploy(ctx, env, pending)
+	res, err := r.deploy(ctx, env, pending, desired.Force)
 	if err != nil {
 		return r.deployFailed(ctx, base, env, err)
 	}
 
 	now := metav1.NewTime(r.Now())
 	done := pending.DeepCopy()
+	done.PreviousImage = res.previousImage
 	done.TaskDefinitionARN = res.taskDefinitionARN
 	done.DeploymentID = res.deploymentID
-	done.FinishedAt = &now
-	env.Status.LastDeploy = done
+	done.ServiceUpdatedAt = &now
+	done.Result = deployv1.ResultInProgress
+	switch res.rolloutState {
+	case "COMPLETED":
+		done.Result, done.FinishedAt = deployv1.ResultCompleted, &now
+	case "FAILED":
+		done.Result, done.FinishedAt, done.Reason = deployv1.ResultFailed, &now, res.rolloutReason
+	}
+	env.Status.RecordDeploy(*done)
 	env.Status.DeployedImage = done.Image
 	env.Status.PendingDeploy = nil
-	env.Status.ObservedGeneration = env.Generation
-	msg := fmt.Sprintf("Deployed %s%s as %s", done.Image, buildSuffix(done.Build), done.TaskDefinitionARN)
-	setCondition(env, deployv1.ReadyCondition, metav1.ConditionTrue, deployv1.ReasonDeployed, msg)
-	setCondition(env, deployv1.ReconcilingCondition, metav1.ConditionFalse, deployv1.ReasonDeployed, msg)
-	setCondition(env, deployv1.StalledCondition, metav1.ConditionFalse, deployv1.ReasonDeployed, msg)
-	metrics.Deploys.WithLabelValues("succeeded").Inc()
-	logger.Info("Deployed Environment", "image", done.Image, "taskDefinition", done.TaskDefinitionARN,
-		"deploymentID", done.DeploymentID, "registered", res.registered, "updatedService", res.updated)
-	r.Recorder.Eventf(env, nil, "Normal", EventDeployed, "Deploy", "%s, ECS deployment %s", msg, done.DeploymentID)
+	env.Status.DesiredImage = done.Image
+	metrics.Deploys.WithLabelValues("started").Inc()
+	logger.Info("Updated the ECS service of Environment", "image", done.Image, "taskDefinition", done.TaskDefinitionARN,
+		"deploymentID", done.DeploymentID, "registered", res.registered, "updatedService", res.updated, "rollout", done.Result)
+	r.Recorder.Eventf(env, nil, "Normal", EventDeployed, "Deploy", "Updated the service to %s%s as %s, ECS deployment %s",
+		done.Image, buildSuffix(done.Build), done.TaskDefinitionARN, done.DeploymentID)
+	r.settle(env, Decide(env))
+	if done.Result == deployv1.ResultCompleted {
+		observeCompleted(env, done)
+	}
 	// A conflict here requeues; the next attempt finds the service already running the
 	// image and records it without registering again.
-	return r.patchStatus(ctx, base, env)
+	result, err := r.patchStatus(ctx, base, env)
+	if err == nil && result.IsZero() {
+		r.track(req.NamespacedName, env)
+	}
+	return result, err
 }
 
-func (r *EnvironmentReconciler) deploy(ctx context.Context, env *deployv1.Environment, pending *deployv1.Deploy) (*deployResult, error) {
-	api, err := r.ECS(ctx, env.Spec.ECS.Region)
+// track hands an in-progress rollout to the tracker, which reports how it ends.
+func (r *EnvironmentReconciler) track(key types.NamespacedName, env *deployv1.Environment) {
+	if r.Tracker == nil {
+		return
+	}
+	last := env.Status.LastDeploy()
+	if last == nil || last.Result != deployv1.ResultInProgress || last.DeploymentID == "" {
+		r.Tracker.Untrack(key)
+		return
+	}
+	r.Tracker.Track(key, env.Spec.ECS, last.DeploymentID, last.TaskDefinitionARN)
+}
+
+func (r *EnvironmentReconciler) deploy(ctx context.Context, env *deployv1.Environment, pending *deployv1.Deploy, force bool) (*deployResult, error) {
+	api, err := r.ECS(ctx, env.Spec.ECS)
 	if err != nil {
 		return nil, err
 	}
-	return deploy(ctx, api, env.Spec.ECS, pending.Image)
+	return deploy(ctx, api, env.Spec.ECS, pending.Image, force)
 }
 
 // deployFailed records a failed deploy. A failure that needs the user stalls the Environment
@@ -183,7 +217,7 @@ func (r *EnvironmentReconciler) deployFailed(ctx context.Context, base, env *dep
 		setCondition(env, deployv1.ReadyCondition, metav1.ConditionFalse, permanent.reason, permanent.message)
 		setCondition(env, deployv1.StalledCondition, metav1.ConditionTrue, permanent.reason, permanent.message)
 		setCondition(env, deployv1.ReconcilingCondition, metav1.ConditionFalse, permanent.reason, permanent.message)
-		metrics.Deploys.WithLabelValues("failed").Inc()
+		metrics.Deploys.WithLabelValues("stalled").Inc()
 		logger.Error(err, "Deploy of Environment failed; waiting for a change", "reason", permanent.reason)
 		r.Recorder.Eventf(env, nil, "Warning", EventDeployFailed, "Deploy", "%s", permanent.message)
 		return r.patchStatus(ctx, base, env)
@@ -200,12 +234,41 @@ func (r *EnvironmentReconciler) deployFailed(ctx context.Context, base, env *dep
 	return ctrl.Result{}, err
 }
 
-// markIdle records that nothing is to be deployed.
-func (r *EnvironmentReconciler) markIdle(env *deployv1.Environment, desired Desired) {
+// settle sets the conditions of an Environment with no deploy to make now: up to date, a
+// rollout under way, a rollout that failed and is held back, or nothing to deploy yet.
+func (r *EnvironmentReconciler) settle(env *deployv1.Environment, desired Desired) {
 	env.Status.ObservedGeneration = env.Generation
+	setSettledConditions(env, desired)
+}
+
+func setSettledConditions(env *deployv1.Environment, desired Desired) {
+	last := env.Status.LastDeploy()
+	switch {
+	case desired.Held:
+		setCondition(env, deployv1.ReadyCondition, metav1.ConditionFalse, desired.Reason, desired.Message)
+		setCondition(env, deployv1.StalledCondition, metav1.ConditionTrue, desired.Reason, desired.Message)
+		setCondition(env, deployv1.ReconcilingCondition, metav1.ConditionFalse, desired.Reason, desired.Message)
+		return
+	case last != nil && last.Image == desired.Image && last.Result == deployv1.ResultInProgress:
+		msg := fmt.Sprintf("ECS deployment %s of %s%s is rolling out", last.DeploymentID, last.Image, buildSuffix(last.Build))
+		setCondition(env, deployv1.ReadyCondition, metav1.ConditionUnknown, deployv1.ReasonRolloutInProgress, msg)
+		setCondition(env, deployv1.ReconcilingCondition, metav1.ConditionTrue, deployv1.ReasonRolloutInProgress, msg)
+		setCondition(env, deployv1.StalledCondition, metav1.ConditionFalse, deployv1.ReasonRolloutInProgress, msg)
+		return
+	case last != nil && last.Image == desired.Image && last.Result == deployv1.ResultFailed:
+		msg := fmt.Sprintf("ECS deployment %s of %s%s failed: %s", last.DeploymentID, last.Image, buildSuffix(last.Build), last.Reason)
+		setCondition(env, deployv1.ReadyCondition, metav1.ConditionFalse, deployv1.ReasonRolloutFailed, msg)
+		setCondition(env, deployv1.StalledCondition, metav1.ConditionTrue, deployv1.ReasonRolloutFailed, msg)
+		setCondition(env, deployv1.ReconcilingCondition, metav1.ConditionFalse, deployv1.ReasonRolloutFailed, msg)
+		return
+	}
 	reason, msg := desired.Reason, desired.Message
 	if desired.Image != "" {
 		reason, msg = deployv1.ReasonUpToDate, "Running "+desired.Image+buildSuffix(desired.Build)
+		if last != nil && last.Image == desired.Image && last.Result == deployv1.ResultCompleted {
+			reason = deployv1.ReasonDeployed
+			msg = fmt.Sprintf("ECS deployment %s of %s%s completed", last.DeploymentID, last.Image, buildSuffix(last.Build))
+		}
 		if desired.Reason != "" {
 			msg += "; " + desired.Message
 		}

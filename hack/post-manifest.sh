@@ -7,6 +7,9 @@
 # Configuration, all from the environment:
 #
 #   AUTODEPLOY_URL       receiver base URL, e.g. https://autodeploy.example.com (required)
+#   AUTODEPLOY_NAMESPACE the tenant namespace: the manifest goes to
+#                        /v1/namespaces/<namespace>/manifests, signed with that namespace's
+#                        key (default: none, /v1/manifests with the cluster-wide key)
 #   AUTODEPLOY_KEY       the manifest signing key (required, or AUTODEPLOY_KEY_FILE). The
 #                        manager's key file may hold two keys during a rotation; a sender signs
 #                        with one. Surrounding whitespace is ignored, as the manager ignores it.
@@ -78,6 +81,7 @@ done
 # --- Configuration --------------------------------------------------------------------------
 
 url=${AUTODEPLOY_URL:-}
+namespace=${AUTODEPLOY_NAMESPACE:-}
 application=${APPLICATION:-}
 build_id=${BUILD_ID:-${CODEBUILD_BUILD_ID:-}}
 build_number=${BUILD_NUMBER:-${CODEBUILD_BUILD_NUMBER:-}}
@@ -108,6 +112,10 @@ while :; do
 	*) break ;;
 	esac
 done
+case $namespace in
+'') ;;
+*[!a-z0-9-]* | -* | *-) die "AUTODEPLOY_NAMESPACE must be a namespace name: lowercase letters, digits and '-' (got: $namespace)" ;;
+esac
 
 check_chars APPLICATION "$application"
 check_chars BUILD_ID "$build_id"
@@ -187,6 +195,7 @@ trap 'rm -f "$reply"' EXIT
 trap 'exit 1' HUP INT TERM
 
 endpoint=$url/v1/manifests
+[ -z "$namespace" ] || endpoint=$url/v1/namespaces/$namespace/manifests
 printf '%s: posting build %s of %s (%s) to %s\n' "$prog" "$build_number" "$application" "$image" "$endpoint"
 printf '%s: manifest: %s\n' "$prog" "$body"
 

@@ -35,6 +35,9 @@ const (
 	ReasonInvalidRequest    = "InvalidRequest"
 	ReasonPinned            = "PinnedImage"
 	ReasonNotPinned         = "NotPinned"
+	ReasonRolloutInProgress = "RolloutInProgress"
+	ReasonRolloutFailed     = "RolloutFailed"
+	ReasonSuperseded        = "Superseded"
 )
 
 // Deploy triggers recorded in status.
@@ -73,6 +76,19 @@ type ECSTarget struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=255
 	Container string `json:"container,omitempty"`
+
+	// RoleARN is an IAM role in the service's account that the controller assumes (through
+	// STS) to call ECS; empty means the controller's own credentials. One set of API rate
+	// budgets is kept per account.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$`
+	RoleARN string `json:"roleARN,omitempty"`
+
+	// ExternalID is passed when assuming RoleARN, if the role's trust policy requires one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1224
+	// +kubebuilder:validation:Pattern=`^[\w+=,.@:/-]*$`
+	ExternalID string `json:"externalID,omitempty"`
 }
 
 // EnvironmentSpec declares what runs where.
@@ -132,6 +148,18 @@ type BuildRef struct {
 	Number int64  `json:"number"`
 }
 
+// Rollout results of a deploy.
+const (
+	// ResultInProgress: the service was updated and ECS is rolling the new tasks out.
+	ResultInProgress = "InProgress"
+	// ResultCompleted: ECS reports the deployment COMPLETED.
+	ResultCompleted = "Completed"
+	// ResultFailed: ECS reports the deployment FAILED (the circuit breaker stopped it).
+	ResultFailed = "Failed"
+	// ResultSuperseded: another deployment of the service replaced this one before it ended.
+	ResultSuperseded = "Superseded"
+)
+
 // Deploy describes one deploy to ECS.
 type Deploy struct {
 	// Image is the image deployed.
@@ -141,18 +169,36 @@ type Deploy struct {
 	Build *BuildRef `json:"build,omitempty"`
 	// Trigger says why the deploy started: Build, Pin, Unpin, Retry or Restore.
 	Trigger string `json:"trigger"`
+	// PreviousImage is the image the container ran before this deploy.
+	// +optional
+	PreviousImage string `json:"previousImage,omitempty"`
 	// TaskDefinitionARN is the task-definition revision the service was updated to.
 	// +optional
 	TaskDefinitionARN string `json:"taskDefinitionARN,omitempty"`
 	// DeploymentID is the ECS deployment id UpdateService started.
 	// +optional
 	DeploymentID string `json:"deploymentID,omitempty"`
+	// Result is InProgress, Completed, Failed or Superseded.
+	// +optional
+	Result string `json:"result,omitempty"`
+	// Reason is ECS's explanation of the result, for example why a deployment failed.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// RolledBack is true when ECS rolled the service back to its previous task definition.
+	// +optional
+	RolledBack bool `json:"rolledBack,omitempty"`
 	// StartedAt is when the deploy started.
 	StartedAt metav1.Time `json:"startedAt"`
-	// FinishedAt is when the service was updated.
+	// ServiceUpdatedAt is when the service was updated.
+	// +optional
+	ServiceUpdatedAt *metav1.Time `json:"serviceUpdatedAt,omitempty"`
+	// FinishedAt is when the rollout ended (Completed, Failed or Superseded).
 	// +optional
 	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
 }
+
+// MaxHistory bounds status.history.
+const MaxHistory = 10
 
 // EnvironmentStatus is what the controller and the receiver observed.
 type EnvironmentStatus struct {
@@ -173,9 +219,15 @@ type EnvironmentStatus struct {
 	// +optional
 	DeployedImage string `json:"deployedImage,omitempty"`
 
-	// LastDeploy is the last deploy that updated the service.
+	// History lists the last deploys that updated the service, newest first (at most 10).
 	// +optional
-	LastDeploy *Deploy `json:"lastDeploy,omitempty"`
+	// +kubebuilder:validation:MaxItems=10
+	History []Deploy `json:"history,omitempty"`
+
+	// RetryHandled is the value of the retry annotation when the last deploy started, so that
+	// a new value (and only a new value) retries a failed deploy.
+	// +optional
+	RetryHandled string `json:"retryHandled,omitempty"`
 
 	// PendingDeploy is a deploy that has started and not yet finished. It is recorded before
 	// any ECS call so that a deploy interrupted by a restart is finished, not lost.
@@ -196,7 +248,8 @@ type EnvironmentStatus struct {
 // +kubebuilder:printcolumn:name="Auto",type=boolean,JSONPath=`.spec.autoDeploy`
 // +kubebuilder:printcolumn:name="Pinned",type=string,JSONPath=`.spec.pinnedImage`,priority=0
 // +kubebuilder:printcolumn:name="Latest",type=integer,JSONPath=`.status.latestBuild.number`
-// +kubebuilder:printcolumn:name="Deployed",type=integer,JSONPath=`.status.lastDeploy.build.number`
+// +kubebuilder:printcolumn:name="Deployed",type=integer,JSONPath=`.status.history[0].build.number`
+// +kubebuilder:printcolumn:name="Rollout",type=string,JSONPath=`.status.history[0].result`
 // +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.status.deployedImage`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
@@ -218,6 +271,22 @@ type EnvironmentList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Environment `json:"items"`
+}
+
+// LastDeploy returns the newest deploy, or nil.
+func (s *EnvironmentStatus) LastDeploy() *Deploy {
+	if len(s.History) == 0 {
+		return nil
+	}
+	return &s.History[0]
+}
+
+// RecordDeploy puts d first in the history, dropping the oldest past MaxHistory.
+func (s *EnvironmentStatus) RecordDeploy(d Deploy) {
+	s.History = append([]Deploy{d}, s.History...)
+	if len(s.History) > MaxHistory {
+		s.History = s.History[:MaxHistory]
+	}
 }
 
 func init() {

@@ -59,6 +59,10 @@ func (in *Deploy) DeepCopyInto(out *Deploy) {
 		**out = **in
 	}
 	in.StartedAt.DeepCopyInto(&out.StartedAt)
+	if in.ServiceUpdatedAt != nil {
+		in, out := &in.ServiceUpdatedAt, &out.ServiceUpdatedAt
+		*out = (*in).DeepCopy()
+	}
 	if in.FinishedAt != nil {
 		in, out := &in.FinishedAt, &out.FinishedAt
 		*out = (*in).DeepCopy()
@@ -173,10 +177,12 @@ func (in *EnvironmentStatus) DeepCopyInto(out *EnvironmentStatus) {
 		*out = new(Build)
 		(*in).DeepCopyInto(*out)
 	}
-	if in.LastDeploy != nil {
-		in, out := &in.LastDeploy, &out.LastDeploy
-		*out = new(Deploy)
-		(*in).DeepCopyInto(*out)
+	if in.History != nil {
+		in, out := &in.History, &out.History
+		*out = make([]Deploy, len(*in))
+		for i := range *in {
+			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
 	}
 	if in.PendingDeploy != nil {
 		in, out := &in.PendingDeploy, &out.PendingDeploy

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"os"
 	"time"
@@ -13,13 +14,13 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 	"github.com/autodeploy-dev/autodeploy/controllers"
 	"github.com/autodeploy-dev/autodeploy/internal/app"
 	"github.com/autodeploy-dev/autodeploy/internal/awsecs"
-	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
 
 var scheme = runtime.NewScheme()
@@ -36,29 +37,34 @@ func main() {
 		leaderElectionNamespace                          string
 		maxConcurrent                                    int
 		retryBase, retryMax                              time.Duration
+		rollout                                          app.Options
+		budgetScale                                      float64
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health probes bind to.")
 	flag.StringVar(&receiverAddr, "receiver-bind-address", ":9292", "Address the build manifest receiver binds to.")
-	flag.StringVar(&secretFile, "manifest-secret-file", "", "File holding the manifest signing key (one key per line; two during a rotation).")
+	flag.StringVar(&secretFile, "manifest-secret-file", "", "File holding the cluster-wide manifest signing key (one key per line; two during a rotation). Optional: without it /v1/manifests answers 401 and only namespaced routes work.")
+	recvFlags := bindReceiverFlags(flag.CommandLine)
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that one replica reconciles; every replica receives manifests.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
 	flag.IntVar(&maxConcurrent, "max-concurrent-reconciles", 4, "Environments deployed in parallel.")
 	flag.DurationVar(&retryBase, "retry-base-delay", time.Second, "First delay after a transient ECS error; it doubles per failure.")
 	flag.DurationVar(&retryMax, "retry-max-delay", 5*time.Minute, "Longest delay between retries after transient ECS errors.")
+	flag.BoolVar(&rollout.RolloutPolling, "rollout-polling", true,
+		"Follow rollouts with DescribeServices (batched, only while one is in progress). Turn off when ECS Deployment State Change events reach the receiver.")
+	flag.DurationVar(&rollout.RolloutPollInterval, "rollout-poll-interval", 5*time.Second, "First interval between two looks at a rollout; it doubles after each look.")
+	flag.DurationVar(&rollout.RolloutPollMaxInterval, "rollout-poll-max-interval", 2*time.Minute, "Longest interval between two looks at a rollout.")
+	flag.Float64Var(&budgetScale, "ecs-api-budget-scale", awsecs.DefaultBudgetShare,
+		"Share of AWS's published ECS API rate limits the controller allows itself per account and Region (lower it when other tools use the same account).")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	setupLog := ctrl.Log.WithName("setup")
 
-	if secretFile == "" {
-		setupLog.Error(nil, "--manifest-secret-file is required")
-		os.Exit(2)
-	}
-	keys, err := receiver.NewKeyFile(secretFile)
+	keys, recvOpts, err := recvFlags.load(secretFile)
 	if err != nil {
-		setupLog.Error(err, "Reading the manifest key failed")
+		setupLog.Error(err, "Configuring the receiver failed")
 		os.Exit(1)
 	}
 
@@ -78,27 +84,30 @@ func main() {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
-	if err := run(ctx, mgr, keys, receiverAddr, maxConcurrent, retryBase, retryMax); err != nil {
+	appOpts := rollout
+	appOpts.ReceiverAddr, appOpts.Keys, appOpts.Receiver = receiverAddr, keys, recvOpts
+	appOpts.MaxConcurrentReconciles, appOpts.RetryBaseDelay, appOpts.RetryMaxDelay = maxConcurrent, retryBase, retryMax
+	if err := run(ctx, mgr, appOpts, budgetScale); err != nil {
 		setupLog.Error(err, "Manager stopped with an error")
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, mgr ctrl.Manager, keys *receiver.KeyFile, receiverAddr string, maxConcurrent int, retryBase, retryMax time.Duration) error {
-	ecsClients, err := awsecs.New(ctx)
+func run(ctx context.Context, mgr ctrl.Manager, opts app.Options, budgetScale float64) error {
+	if budgetScale <= 0 {
+		return errors.New("--ecs-api-budget-scale must be positive")
+	}
+	ecsClients, err := awsecs.New(ctx, awsecs.Options{Limits: awsecs.ScaleLimits(awsecs.AWSLimits(), budgetScale)})
 	if err != nil {
 		return err
 	}
-	if err := app.Setup(ctx, mgr, app.Options{
-		ReceiverAddr: receiverAddr,
-		Keys:         keys.Keys,
-		ECS: func(_ context.Context, region string) (controllers.ECSAPI, error) {
-			return ecsClients.For(region), nil
-		},
-		MaxConcurrentReconciles: maxConcurrent,
-		RetryBaseDelay:          retryBase,
-		RetryMaxDelay:           retryMax,
-	}); err != nil {
+	opts.ECS = func(_ context.Context, target deployv1.ECSTarget) (controllers.ECSAPI, error) {
+		return ecsClients.For(target.Region, target.RoleARN, target.ExternalID), nil
+	}
+	if err := app.Setup(ctx, mgr, opts); err != nil {
+		return err
+	}
+	if err := ctrlmetrics.Registry.Register(controllers.NewEnvironmentCollector(mgr.GetCache())); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)

@@ -21,10 +21,17 @@ type Options struct {
 	// ReceiverAddr is where the receiver listens, unless ReceiverListener is set.
 	ReceiverAddr     string
 	ReceiverListener net.Listener
-	// Keys returns the manifest signing keys.
+	// Keys returns the cluster-wide manifest signing keys (nil: that route answers 401).
 	Keys func() [][]byte
-	// ECS returns the ECS client for a Region.
+	// Receiver configures the receiver's other keys, routes, limits and TLS.
+	Receiver ReceiverOptions
+	// ECS returns the ECS client for a target.
 	ECS controllers.ECSClientFunc
+	// RolloutPolling turns on the fallback tracker that follows rollouts with DescribeServices;
+	// without it, rollouts end through ECS "Deployment State Change" events.
+	RolloutPolling bool
+	// RolloutPollInterval and RolloutPollMaxInterval bound the tracker's intervals.
+	RolloutPollInterval, RolloutPollMaxInterval time.Duration
 	// MaxConcurrentReconciles, RetryBaseDelay and RetryMaxDelay tune the reconciler.
 	MaxConcurrentReconciles       int
 	RetryBaseDelay, RetryMaxDelay time.Duration
@@ -34,13 +41,33 @@ type Options struct {
 
 // Setup adds the Environment reconciler, the receiver and health checks to mgr.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
-	if opts.Keys == nil || opts.ECS == nil {
-		return errors.New("app.Setup needs Keys and ECS")
+	if opts.ECS == nil {
+		return errors.New("app.Setup needs ECS")
 	}
 	if err := receiver.IndexApplication(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
+	rollouts := &controllers.RolloutRecorder{
+		Reader:   mgr.GetAPIReader(),
+		Writer:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("autodeploy"),
+	}
+	var tracker controllers.RolloutTracker
+	if opts.RolloutPolling {
+		t := &controllers.PollingTracker{
+			ECS:     opts.ECS,
+			Sink:    rollouts,
+			Log:     ctrl.Log.WithName("rollout-tracker"),
+			Initial: opts.RolloutPollInterval,
+			Max:     opts.RolloutPollMaxInterval,
+		}
+		if err := mgr.Add(t); err != nil {
+			return err
+		}
+		tracker = t
+	}
 	if err := (&controllers.EnvironmentReconciler{
+		Tracker:                 tracker,
 		Client:                  mgr.GetClient(),
 		Recorder:                mgr.GetEventRecorder("autodeploy"),
 		ECS:                     opts.ECS,
@@ -51,22 +78,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	log := ctrl.Log.WithName("receiver")
-	handler := &receiver.Handler{
-		Cache:    mgr.GetCache(),
-		Live:     mgr.GetAPIReader(),
-		Writer:   mgr.GetClient(),
-		Keys:     opts.Keys,
-		Recorder: mgr.GetEventRecorder("autodeploy-receiver"),
-		Log:      log,
-		Now:      opts.Now,
+	// ECS "Deployment State Change" events end rollouts without polling.
+	if err := controllers.IndexDeploymentID(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
 	}
-	if err := mgr.Add(&receiver.Server{
-		Addr:     opts.ReceiverAddr,
-		Listener: opts.ReceiverListener,
-		Handler:  receiver.NewMux(handler),
-		Log:      log,
-	}); err != nil {
+	deployments := &controllers.DeploymentEvents{Cache: mgr.GetCache(), Rollouts: rollouts}
+	opts.Receiver.EventRoutes = append(opts.Receiver.EventRoutes, deployments.Route())
+	if err := addReceiver(mgr, opts); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

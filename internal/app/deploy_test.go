@@ -53,15 +53,17 @@ func TestSignedManifestDeploysNewImage(t *testing.T) {
 	g.Expect(r.Code).To(Equal(http.StatusAccepted), r.Raw)
 	g.Expect(r.Body["updated"]).To(ConsistOf(h.ns + "/prod"))
 
-	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(deployedImage, Equal(b.Image)))
+	g.Eventually(h.env("prod"), timeout, poll).Should(And(
+		WithTransform(deployedImage, Equal(b.Image)),
+		WithTransform(rolloutResult, Equal(deployv1.ResultCompleted))))
 	env := h.getEnv("prod")
 	g.Expect(env.Status.LatestBuild.ID).To(Equal(b.ID))
 	g.Expect(env.Status.LatestBuild.Commit).To(Equal("3f2c9e1"))
 	g.Expect(env.Status.DesiredImage).To(Equal(b.Image))
 	g.Expect(env.Status.PendingDeploy).To(BeNil())
-	g.Expect(env.Status.LastDeploy.Build).To(Equal(&deployv1.BuildRef{ID: b.ID, Number: 142}))
-	g.Expect(env.Status.LastDeploy.Trigger).To(Equal(deployv1.TriggerBuild))
-	g.Expect(env.Status.LastDeploy.TaskDefinitionARN).To(HaveSuffix("task-definition/" + family + ":2"))
+	g.Expect(env.Status.LastDeploy().Build).To(Equal(&deployv1.BuildRef{ID: b.ID, Number: 142}))
+	g.Expect(env.Status.LastDeploy().Trigger).To(Equal(deployv1.TriggerBuild))
+	g.Expect(env.Status.LastDeploy().TaskDefinitionARN).To(HaveSuffix("task-definition/" + family + ":2"))
 	g.Expect(env.Status.ObservedGeneration).To(Equal(env.Generation))
 	ready := condition(env, deployv1.ReadyCondition)
 	g.Expect(ready.Status).To(Equal(metav1.ConditionTrue))
@@ -72,9 +74,9 @@ func TestSignedManifestDeploysNewImage(t *testing.T) {
 	g.Expect(h.sim.Calls("RegisterTaskDefinition")).To(Equal(1))
 	g.Expect(h.sim.Calls("UpdateService")).To(Equal(1))
 	svc, _ := h.sim.Service("prod", "shop-api")
-	g.Expect(svc.TaskDefinitionARN).To(Equal(env.Status.LastDeploy.TaskDefinitionARN))
+	g.Expect(svc.TaskDefinitionARN).To(Equal(env.Status.LastDeploy().TaskDefinitionARN))
 	primary, _ := svc.Primary()
-	g.Expect(env.Status.LastDeploy.DeploymentID).To(Equal(primary.ID))
+	g.Expect(env.Status.LastDeploy().DeploymentID).To(Equal(primary.ID))
 
 	// The new revision differs from the old only in the web container's image.
 	after, _ := h.sim.TaskDefinition(family + ":2")
@@ -141,7 +143,7 @@ func TestPinnedEnvironmentRecordsBuildsAndNeverDeploysThem(t *testing.T) {
 	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(deployedImage, Equal(image("v1"))))
 	g.Expect(h.webImage("prod", "shop-api")).To(Equal(image("v1")))
 	env := h.getEnv("prod")
-	g.Expect(env.Status.LastDeploy.Trigger).To(Equal(deployv1.TriggerPin))
+	g.Expect(env.Status.LastDeploy().Trigger).To(Equal(deployv1.TriggerPin))
 	g.Expect(condition(env, deployv1.PinnedCondition).Status).To(Equal(metav1.ConditionTrue))
 	revisions := h.sim.Revisions(family)
 	updates := h.sim.Calls("UpdateService")
@@ -165,8 +167,8 @@ func TestPinnedEnvironmentRecordsBuildsAndNeverDeploysThem(t *testing.T) {
 	h.updateEnv("prod", func(e *deployv1.Environment) { e.Spec.PinnedImage = "" })
 	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(deployedImage, Equal(newBuild(13).Image)))
 	env = h.getEnv("prod")
-	g.Expect(env.Status.LastDeploy.Trigger).To(Equal(deployv1.TriggerUnpin))
-	g.Expect(env.Status.LastDeploy.Build.Number).To(Equal(int64(13)))
+	g.Expect(env.Status.LastDeploy().Trigger).To(Equal(deployv1.TriggerUnpin))
+	g.Expect(env.Status.LastDeploy().Build.Number).To(Equal(int64(13)))
 	g.Expect(h.webImage("prod", "shop-api")).To(Equal(newBuild(13).Image))
 
 	// Pinning an older build's image rolls back to it, and it stays through later builds.

@@ -94,6 +94,7 @@ func TestReceiverAnswersEachErrorWithItsStatusAndWritesNothing(t *testing.T) {
 			}
 			req, err := http.NewRequest(method, h.mgr.receiverURL+receiver.ManifestPath, bytes.NewReader(tc.body))
 			g.Expect(err).NotTo(HaveOccurred())
+			req.Header.Set("Content-Type", "application/json")
 			if tc.sign != nil {
 				tc.sign(tc.body)(req)
 			} else if tc.code != http.StatusUnauthorized && tc.body != nil {
@@ -153,6 +154,7 @@ func TestReceiverAnswers503WhenTheAPIServerWriteFails(t *testing.T) {
 	defer srv.Close()
 	body := newBuild(4).body()
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+receiver.ManifestPath, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
 	ts := time.Now()
 	req.Header.Set(manifest.TimestampHeader, fmt.Sprint(ts.Unix()))
 	req.Header.Set(manifest.SignatureHeader, manifest.Sign(testKey, ts, body))

@@ -69,7 +69,9 @@ func TestRestartOverUpToDateEnvironmentsMakesNoECSCall(t *testing.T) {
 		if i%4 == 0 {
 			want = image("v1")
 		}
-		g.Eventually(h.env(fmt.Sprintf("svc-%d", i)), timeout, poll).Should(WithTransform(deployedImage, Equal(want)))
+		g.Eventually(h.env(fmt.Sprintf("svc-%d", i)), timeout, poll).Should(And(
+			WithTransform(deployedImage, Equal(want)),
+			WithTransform(rolloutResult, Equal(deployv1.ResultCompleted))))
 	}
 	h.stopManager()
 
@@ -143,8 +145,8 @@ func TestInterruptedDeployAfterUpdateIsRecordedWithoutRedeploying(t *testing.T) 
 	h.startManager()
 	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(deployedImage, Equal(b.Image)))
 	env = h.getEnv("prod")
-	g.Expect(env.Status.LastDeploy.TaskDefinitionARN).To(Equal(rev2))
-	g.Expect(env.Status.LastDeploy.DeploymentID).NotTo(BeEmpty())
+	g.Expect(env.Status.LastDeploy().TaskDefinitionARN).To(Equal(rev2))
+	g.Expect(env.Status.LastDeploy().DeploymentID).NotTo(BeEmpty())
 	g.Expect(h.sim.Calls("RegisterTaskDefinition")).To(BeZero())
 	g.Expect(h.sim.Calls("UpdateService")).To(BeZero())
 	g.Expect(h.sim.Revisions(family)).To(Equal(2))

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -89,13 +90,22 @@ func TestMain(m *testing.M) {
 
 // harness is one test's world: a namespace, an ECS simulator and (when started) a manager.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	g      *WithT
 	ns     string
 	sim    *ecssim.Server
 	simURL string
 	mgr    *runningManager
 	keys   atomic.Pointer[[][]byte]
+	// budget is the client-side ECS rate budget; noPolling turns the rollout tracker off.
+	budget        map[awsecs.Category]awsecs.Bucket
+	noPolling     bool
+	maxConcurrent int
+	// receiverOpts adjust the receiver's options (receiver_helpers_test.go); extraNS are more
+	// namespaces the manager watches (tenants); eventKeys are the cluster-wide EventBridge keys.
+	receiverOpts []func(*app.ReceiverOptions)
+	extraNS      []string
+	eventKeys    atomic.Pointer[[][]byte]
 }
 
 type runningManager struct {
@@ -107,21 +117,45 @@ type runningManager struct {
 type harnessOption func(*harnessConfig)
 
 type harnessConfig struct {
-	simOpts []ecssim.Option
+	simOpts       []ecssim.Option
+	budget        map[awsecs.Category]awsecs.Bucket
+	noPolling     bool
+	maxConcurrent int
+	receiver      []func(*app.ReceiverOptions)
+}
+
+// withMaxConcurrent sets how many Environments the reconciler deploys at once.
+func withMaxConcurrent(n int) harnessOption {
+	return func(c *harnessConfig) { c.maxConcurrent = n }
+}
+
+// withBudget sets the client-side ECS rate budget (none by default, so that tests of the
+// simulator's throttling see it throttle).
+func withBudget(b map[awsecs.Category]awsecs.Bucket) harnessOption {
+	return func(c *harnessConfig) { c.budget = b }
+}
+
+// withoutPolling leaves rollouts to ECS events.
+func withoutPolling() harnessOption {
+	return func(c *harnessConfig) { c.noPolling = true }
 }
 
 func withSim(opts ...ecssim.Option) harnessOption {
 	return func(c *harnessConfig) { c.simOpts = append(c.simOpts, opts...) }
 }
 
-func newHarness(t *testing.T, opts ...harnessOption) *harness {
+func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	t.Helper()
 	var hc harnessConfig
 	for _, o := range opts {
 		o(&hc)
 	}
 	g := NewWithT(t)
-	h := &harness{t: t, g: g, ns: fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.ReplaceAll(t.Name(), "_", "-")))}
+	if hc.budget == nil {
+		hc.budget = map[awsecs.Category]awsecs.Bucket{}
+	}
+	h := &harness{t: t, g: g, budget: hc.budget, noPolling: hc.noPolling, maxConcurrent: hc.maxConcurrent, ns: fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.ReplaceAll(t.Name(), "_", "-")))}
+	h.receiverOpts = hc.receiver
 	if len(h.ns) > 60 {
 		h.ns = h.ns[:60]
 	}
@@ -150,8 +184,14 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 // with the given web image, and returns the family.
 func (h *harness) seedService(cluster, service, image string) string {
 	h.t.Helper()
+	return h.seedServiceIn(h.sim.DefaultAccount(), cluster, service, image)
+}
+
+// seedServiceIn seeds the service in one account of the simulator.
+func (h *harness) seedServiceIn(acct *ecssim.AccountView, cluster, service, image string) string {
+	h.t.Helper()
 	family := cluster + "-" + service
-	_ = h.sim.SeedCluster(cluster)
+	_ = acct.SeedCluster(cluster)
 	td := map[string]any{
 		"family":                  family,
 		"taskRoleArn":             "arn:aws:iam::123456789012:role/" + service + "-task",
@@ -186,9 +226,9 @@ func (h *harness) seedService(cluster, service, image string) string {
 	}
 	raw, err := json.Marshal(td)
 	h.g.Expect(err).NotTo(HaveOccurred())
-	_, err = h.sim.SeedTaskDefinition(raw)
+	_, err = acct.SeedTaskDefinition(raw)
 	h.g.Expect(err).NotTo(HaveOccurred())
-	h.g.Expect(h.sim.SeedService(cluster, service, family, 2)).To(Succeed())
+	h.g.Expect(acct.SeedService(cluster, service, family, 2)).To(Succeed())
 	return family
 }
 
@@ -202,8 +242,14 @@ func (h *harness) ecsClients() controllers.ECSClientFunc {
 			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxBackoff = 20 * time.Millisecond })
 		},
 	}
-	clients := awsecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(h.simURL) })
-	return func(_ context.Context, region string) (controllers.ECSAPI, error) { return clients.For(region), nil }
+	clients := awsecs.NewFromConfig(cfg, awsecs.Options{
+		Limits: h.budget,
+		ECS:    []func(*ecs.Options){func(o *ecs.Options) { o.BaseEndpoint = aws.String(h.simURL) }},
+		STS:    []func(*sts.Options){func(o *sts.Options) { o.BaseEndpoint = aws.String(h.simURL) }},
+	})
+	return func(_ context.Context, target deployv1.ECSTarget) (controllers.ECSAPI, error) {
+		return clients.For(target.Region, target.RoleARN, target.ExternalID), nil
+	}
 }
 
 // startManager starts the manager (reconciler and receiver) the way cmd/manager does, watching
@@ -215,7 +261,7 @@ func (h *harness) startManager() {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{h.ns: {}}},
+		Cache:                  cache.Options{DefaultNamespaces: h.cacheNamespaces()},
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	h.g.Expect(err).NotTo(HaveOccurred())
@@ -223,11 +269,17 @@ func (h *harness) startManager() {
 	h.g.Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
 	h.g.Expect(app.Setup(ctx, mgr, app.Options{
-		ReceiverListener: ln,
-		Keys:             func() [][]byte { return *h.keys.Load() },
-		ECS:              h.ecsClients(),
-		RetryBaseDelay:   20 * time.Millisecond,
-		RetryMaxDelay:    500 * time.Millisecond,
+		ReceiverListener:        ln,
+		Keys:                    func() [][]byte { return *h.keys.Load() },
+		Receiver:                h.receiverOptions(),
+		ECS:                     h.ecsClients(),
+		RetryBaseDelay:          20 * time.Millisecond,
+		RetryMaxDelay:           500 * time.Millisecond,
+		RolloutPolling:          !h.noPolling,
+		MaxConcurrentReconciles: h.maxConcurrent,
+		// Short intervals keep the tests quick; the doubling is the production behaviour.
+		RolloutPollInterval:    50 * time.Millisecond,
+		RolloutPollMaxInterval: 400 * time.Millisecond,
 	})).To(Succeed())
 	rm := &runningManager{cancel: cancel, done: make(chan error, 1), receiverURL: "http://" + ln.Addr().String()}
 	go func() { rm.done <- mgr.Start(ctx) }()

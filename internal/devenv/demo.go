@@ -67,13 +67,16 @@ func demo(ctx context.Context, out io.Writer, cfg *rest.Config, scheme *runtime.
 		return fmt.Errorf("the receiver refused the demo build: %d %s", reply.Status, reply.Body)
 	}
 
-	// Every Environment records the build; the unpinned ones deploy it.
+	// Every Environment records the build; the unpinned ones deploy it and ECS rolls it out.
+	fmt.Fprintln(out, "Waiting for the ECS rollout to complete (the simulator takes 3 s) ...")
 	if err := waitFor(ctx, c, opts.Namespace, names, func(e *deployv1.Environment) bool {
 		if e.Status.LatestBuild == nil || e.Status.LatestBuild.Number != b.BuildNumber {
 			return false
 		}
 		want := controllers.Decide(e).Image
-		return e.Status.PendingDeploy == nil && e.Status.DesiredImage == want && e.Status.DeployedImage == want
+		last := e.Status.LastDeploy()
+		rolledOut := last == nil || last.Result != deployv1.ResultInProgress
+		return e.Status.PendingDeploy == nil && e.Status.DesiredImage == want && e.Status.DeployedImage == want && rolledOut
 	}); err != nil {
 		return err
 	}

@@ -157,15 +157,17 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	clients := awsecs.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: aws.AnonymousCredentials{}},
-		func(o *ecs.Options) { o.BaseEndpoint = aws.String(info.ECSURL) })
+		awsecs.Options{ECS: []func(*ecs.Options){func(o *ecs.Options) { o.BaseEndpoint = aws.String(info.ECSURL) }}})
 	mgrCtx, stopMgr := context.WithCancel(ctx)
 	defer stopMgr()
 	if err := app.Setup(mgrCtx, mgr, app.Options{
 		ReceiverListener: ln,
 		Keys:             func() [][]byte { return [][]byte{keyText} },
-		ECS: func(_ context.Context, region string) (controllers.ECSAPI, error) {
-			return clients.For(region), nil
+		ECS: func(_ context.Context, target deployv1.ECSTarget) (controllers.ECSAPI, error) {
+			return clients.For(target.Region, target.RoleARN, target.ExternalID), nil
 		},
+		RolloutPolling:      true,
+		RolloutPollInterval: time.Second,
 	}); err != nil {
 		return err
 	}

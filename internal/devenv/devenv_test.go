@@ -82,7 +82,7 @@ func TestLocalRunShowsADeploy(t *testing.T) {
 		// What the user saw.
 		text := out.String()
 		g.Expect(text).To(ContainSubstring("Receiver answered 202"))
-		g.Expect(text).To(MatchRegexp(`shop-api-staging\s+shop-api\s+true\s+<none>\s+143\s+143\s+` + devenv.DemoBuild.Image))
+		g.Expect(text).To(MatchRegexp(`shop-api-staging\s+shop-api\s+true\s+<none>\s+143\s+143\s+Completed\s+` + devenv.DemoBuild.Image))
 		g.Expect(text).To(MatchRegexp(`staging/shop-api\s+task definition shop-api-staging:2`))
 		g.Expect(text).To(MatchRegexp(`prod/shop-api\s+task definition shop-api-prod:1`))
 		g.Expect(text).To(ContainSubstring("kubectl --kubeconfig " + info.Kubeconfig))

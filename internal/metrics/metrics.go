@@ -8,10 +8,11 @@ import (
 )
 
 var (
-	// Deploys counts deploys by result: succeeded, failed (needs the user) or retried.
+	// Deploys counts deploy steps by result: started (service updated), completed, failed
+	// (rollout failed), superseded, stalled (needs the user) or retried (transient ECS error).
 	Deploys = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "autodeploy_deploys_total",
-		Help: "Deploys to ECS by result (succeeded, failed, retried).",
+		Help: "Deploys to ECS by result (started, completed, failed, superseded, stalled, retried).",
 	}, []string{"result"})
 
 	// ECSCalls counts ECS API calls by operation and result code ("OK" or the error code).
@@ -20,19 +21,58 @@ var (
 		Help: "ECS API calls by operation and result code.",
 	}, []string{"operation", "code"})
 
-	// ReceiverRequests counts manifest requests by HTTP status code.
+	// ReceiverRequests counts receiver requests by source (manifest, codebuild, ecr or unknown
+	// for an event not yet or not understood), HTTP status code and tenant (the namespace of
+	// an authenticated namespaced request, "*" for an authenticated cluster-wide one, "-" for
+	// an unauthenticated one, so that callers cannot mint label values).
 	ReceiverRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "autodeploy_receiver_requests_total",
-		Help: "Build manifest requests by HTTP status code.",
-	}, []string{"code"})
+		Help: "Receiver requests by source, HTTP status code and tenant.",
+	}, []string{"source", "code", "tenant"})
+
+	// ReceiverAuthFailures counts requests that failed authentication by reason: missing,
+	// malformed, stale (signature timestamp out of the window) or mismatch (wrong key, or no
+	// key for the namespace).
+	ReceiverAuthFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "autodeploy_receiver_auth_failures_total",
+		Help: "Receiver requests that failed authentication, by reason (missing, malformed, stale, mismatch).",
+	}, []string{"reason"})
+
+	// ReceiverDuplicates counts requests that changed nothing because they were seen before:
+	// signature (a replayed signed manifest), event (an EventBridge event id delivered again)
+	// or build (a build id every matching Environment already has).
+	ReceiverDuplicates = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "autodeploy_receiver_duplicates_total",
+		Help: "Receiver requests that were duplicates, by kind (signature, event, build).",
+	}, []string{"kind"})
 
 	// Builds counts per-Environment outcomes of received builds: recorded, duplicate, stale, conflict.
 	Builds = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "autodeploy_builds_total",
 		Help: "Builds received, per Environment, by outcome (recorded, duplicate, stale, conflict).",
 	}, []string{"outcome"})
+
+	// BuildToDeployed is the time from a build finishing to its ECS rollout completing.
+	BuildToDeployed = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "autodeploy_build_to_deployed_seconds",
+		Help:    "Time from a build finishing to its ECS rollout completing.",
+		Buckets: prometheus.ExponentialBuckets(5, 2, 10),
+	})
+
+	// ECSThrottleWait is the time ECS calls waited for the client-side rate budget.
+	ECSThrottleWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "autodeploy_ecs_budget_wait_seconds",
+		Help:    "Time ECS calls waited for the client-side API rate budget, by throttle category.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 4, 8),
+	}, []string{"category"})
+
+	// RolloutPolls counts DescribeServices calls made by the rollout tracker.
+	RolloutPolls = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "autodeploy_rollout_polls_total",
+		Help: "DescribeServices calls the fallback rollout tracker made.",
+	})
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(Deploys, ECSCalls, ReceiverRequests, Builds)
+	ctrlmetrics.Registry.MustRegister(Deploys, ECSCalls, ReceiverRequests, ReceiverAuthFailures, ReceiverDuplicates, Builds, BuildToDeployed, ECSThrottleWait, RolloutPolls)
 }

@@ -48,14 +48,17 @@ func decide(latest *deployv1.Build, m *manifest.Manifest) Outcome {
 }
 
 // record sets status.latestBuild of one Environment from m, reading the live object and
-// writing with optimistic concurrency, retrying on conflict.
-func record(ctx context.Context, reader client.Reader, writer client.StatusClient, key types.NamespacedName, m *manifest.Manifest, now time.Time) (Outcome, error) {
+// writing with optimistic concurrency, retrying on conflict. It also returns the latest build
+// the Environment had.
+func record(ctx context.Context, reader client.Reader, writer client.StatusClient, key types.NamespacedName, m *manifest.Manifest, now time.Time) (Outcome, *deployv1.Build, error) {
 	var outcome Outcome
+	var current *deployv1.Build
 	err := retry.OnError(conflictBackoff, apierrors.IsConflict, func() error {
 		env := &deployv1.Environment{}
 		if err := reader.Get(ctx, key, env); err != nil {
 			return err
 		}
+		current = env.Status.LatestBuild
 		outcome = decide(env.Status.LatestBuild, m)
 		if outcome != Recorded {
 			return nil
@@ -65,9 +68,9 @@ func record(ctx context.Context, reader client.Reader, writer client.StatusClien
 		return writer.Status().Patch(ctx, env, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 	})
 	if err != nil {
-		return "", fmt.Errorf("recording build %s on Environment %s: %w", m.BuildID, key, err)
+		return "", nil, fmt.Errorf("recording build %s on Environment %s: %w", m.BuildID, key, err)
 	}
-	return outcome, nil
+	return outcome, current, nil
 }
 
 func buildFrom(m *manifest.Manifest, now time.Time) *deployv1.Build {

@@ -11,6 +11,10 @@ import (
 	"github.com/go-logr/logr"
 )
 
+// DefaultReadHeaderTimeout is how long a client may take to send the request headers; a
+// slow-loris client trickling headers is cut off after it.
+const DefaultReadHeaderTimeout = 5 * time.Second
+
 // Server runs the receiver as a manager runnable on every replica, leader or not.
 type Server struct {
 	Addr    string
@@ -18,29 +22,51 @@ type Server struct {
 	Log     logr.Logger
 	// Listener, when set, is used instead of listening on Addr.
 	Listener net.Listener
+	// ReadHeaderTimeout is DefaultReadHeaderTimeout when zero.
+	ReadHeaderTimeout time.Duration
+	// TLSCertFile and TLSKeyFile, when set, serve HTTPS with that pair, reloaded when the
+	// files change.
+	TLSCertFile, TLSKeyFile string
+	// EnableHTTP2 allows HTTP/2 (over TLS, or h2c with prior knowledge without TLS). Off by
+	// default: HTTP/1.1 is all senders need, and it keeps HTTP/2's attack surface (rapid
+	// reset, stream floods) closed.
+	EnableHTTP2 bool
 }
 
-// NeedLeaderElection is false: every replica receives manifests.
+// NeedLeaderElection is false: every replica receives builds.
 func (s *Server) NeedLeaderElection() bool { return false }
-
-// NewMux routes ManifestPath to h.
-func NewMux(h http.Handler) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.Handle(ManifestPath, h)
-	return mux
-}
 
 // Start serves until ctx is done, then shuts down gracefully.
 func (s *Server) Start(ctx context.Context) error {
+	readHeader := s.ReadHeaderTimeout
+	if readHeader <= 0 {
+		readHeader = DefaultReadHeaderTimeout
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	if s.EnableHTTP2 {
+		protocols.SetHTTP2(true)
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	srv := &http.Server{
 		Handler:           s.Handler,
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: readHeader,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
-		// HTTP/2 stays off: a non-nil empty map disables the automatic upgrade.
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		Protocols:         &protocols,
+	}
+	useTLS := s.TLSCertFile != "" || s.TLSKeyFile != ""
+	if useTLS {
+		if s.TLSCertFile == "" || s.TLSKeyFile == "" {
+			return errors.New("receiver TLS needs both a certificate file and a key file")
+		}
+		certs, err := NewCertReloader(s.TLSCertFile, s.TLSKeyFile, s.Log)
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
 	}
 	ln := s.Listener
 	if ln == nil {
@@ -49,9 +75,16 @@ func (s *Server) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	s.Log.Info("Serving build manifests", "address", ln.Addr().String(), "path", ManifestPath)
+	s.Log.Info("Serving builds", "address", ln.Addr().String(), "tls", useTLS, "http2", s.EnableHTTP2,
+		"paths", []string{ManifestPath, NamespacedManifestPath, EventsPath, NamespacedEventsPath})
 	errCh := make(chan error, 1)
-	go func() { errCh <- srv.Serve(ln) }()
+	go func() {
+		if useTLS {
+			errCh <- srv.ServeTLS(ln, "", "")
+		} else {
+			errCh <- srv.Serve(ln)
+		}
+	}()
 	select {
 	case err := <-errCh:
 		return err

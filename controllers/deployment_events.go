@@ -1,0 +1,127 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	ktypes "k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
+	"github.com/autodeploy-dev/autodeploy/internal/awsecs"
+	"github.com/autodeploy-dev/autodeploy/internal/receiver"
+)
+
+// DeploymentIDIndex is the field index on the ECS deployment id of an Environment's newest
+// deploy, used to match ECS events to Environments.
+const DeploymentIDIndex = "status.history[0].deploymentID"
+
+// IndexDeploymentID registers DeploymentIDIndex.
+func IndexDeploymentID(ctx context.Context, indexer client.FieldIndexer) error {
+	return indexer.IndexField(ctx, &deployv1.Environment{}, DeploymentIDIndex, func(o client.Object) []string {
+		if last := o.(*deployv1.Environment).Status.LastDeploy(); last != nil && last.DeploymentID != "" {
+			return []string{last.DeploymentID}
+		}
+		return nil
+	})
+}
+
+// ECSDeploymentStateChange is the kind of EventBridge event ECS sends as a deployment moves.
+var ECSDeploymentStateChange = receiver.EventKind{Source: "aws.ecs", DetailType: "ECS Deployment State Change"}
+
+// DeploymentEvents ends rollouts from ECS "Deployment State Change" events: the zero-polling
+// way to learn that a deployment COMPLETED or FAILED. Events are matched by deployment id and
+// service ARN, so an event about another service changes nothing.
+type DeploymentEvents struct {
+	// Cache lists Environments by DeploymentIDIndex.
+	Cache    client.Reader
+	Rollouts RolloutSink
+}
+
+// Route returns the receiver route for these events.
+func (d *DeploymentEvents) Route() receiver.EventRoute {
+	return receiver.EventRoute{Kind: ECSDeploymentStateChange, Label: "ecs", Handler: d}
+}
+
+type deploymentDetail struct {
+	EventType    string `json:"eventType"`
+	EventName    string `json:"eventName"`
+	DeploymentID string `json:"deploymentId"`
+	Reason       string `json:"reason"`
+}
+
+// Handle implements receiver.EventHandler.
+func (d *DeploymentEvents) Handle(ctx context.Context, ev *receiver.Event, scope receiver.Scope) (int, receiver.Response) {
+	resp := receiver.Response{Updated: []string{}}
+	var detail deploymentDetail
+	if err := json.Unmarshal(ev.Detail, &detail); err != nil || detail.DeploymentID == "" || len(ev.Resources) == 0 {
+		resp.Error = "invalid event: detail.deploymentId and resources (the service ARN) are required"
+		return http.StatusBadRequest, resp
+	}
+	obs := RolloutObservation{DeploymentID: detail.DeploymentID, Reason: detail.Reason, At: ev.Time}
+	switch detail.EventName {
+	case "SERVICE_DEPLOYMENT_COMPLETED":
+		obs.Result = deployv1.ResultCompleted
+	case "SERVICE_DEPLOYMENT_FAILED":
+		obs.Result = deployv1.ResultFailed
+	default:
+		resp.Result, resp.Message = "ignored", "event "+detail.EventName+" does not end a rollout"
+		return http.StatusOK, resp
+	}
+	list := &deployv1.EnvironmentList{}
+	opts := []client.ListOption{client.MatchingFields{DeploymentIDIndex: detail.DeploymentID}}
+	if !scope.All() {
+		opts = append(opts, client.InNamespace(scope.Namespace))
+	}
+	if err := d.Cache.List(ctx, list, opts...); err != nil {
+		resp.Error = "listing Environments failed; retry"
+		return http.StatusServiceUnavailable, resp
+	}
+	for i := range list.Items {
+		env := &list.Items[i]
+		if !serviceMatches(ev.Resources[0], env.Spec.ECS) {
+			continue
+		}
+		key := ktypes.NamespacedName{Namespace: env.Namespace, Name: env.Name}
+		changed, err := d.Rollouts.Record(ctx, key, obs)
+		if err != nil {
+			resp.Error = fmt.Sprintf("recording the rollout of %s failed; retry", key)
+			return http.StatusServiceUnavailable, resp
+		}
+		if changed {
+			resp.Updated = append(resp.Updated, key.String())
+		} else {
+			resp.Duplicate = append(resp.Duplicate, key.String())
+		}
+	}
+	switch {
+	case len(resp.Updated) > 0:
+		resp.Result = "recorded"
+	case len(resp.Duplicate) > 0:
+		resp.Result = "duplicate"
+	default:
+		resp.Result, resp.Message = "no-match", "no Environment is rolling out this deployment"
+	}
+	return http.StatusOK, resp
+}
+
+// serviceMatches reports whether serviceARN (arn:aws:ecs:region:account:service/cluster/name)
+// names the Environment's service.
+func serviceMatches(serviceARN string, t deployv1.ECSTarget) bool {
+	parts := strings.SplitN(serviceARN, ":", 6)
+	if len(parts) != 6 || parts[2] != "ecs" || parts[3] != t.Region {
+		return false
+	}
+	if account := awsecs.AccountOf(t.RoleARN); account != "" && account != parts[4] {
+		return false
+	}
+	res := strings.Split(parts[5], "/")
+	if len(res) != 3 || res[0] != "service" {
+		return false
+	}
+	return (res[1] == t.Cluster || strings.HasSuffix(t.Cluster, ":cluster/"+res[1])) &&
+		(res[2] == t.Service || t.Service == serviceARN)
+}

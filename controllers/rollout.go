@@ -1,0 +1,148 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
+	"github.com/autodeploy-dev/autodeploy/internal/metrics"
+)
+
+// Event reasons for rollouts.
+const (
+	EventRolloutCompleted  = "RolloutCompleted"
+	EventRolloutFailed     = "RolloutFailed"
+	EventRolloutSuperseded = "RolloutSuperseded"
+)
+
+// RolloutTracker follows in-progress ECS deployments until they end.
+type RolloutTracker interface {
+	Track(key types.NamespacedName, target deployv1.ECSTarget, deploymentID, taskDefinitionARN string)
+	Untrack(key types.NamespacedName)
+}
+
+// RolloutObservation is how an ECS deployment ended, as ECS events or DescribeServices tell.
+type RolloutObservation struct {
+	DeploymentID string
+	// Result is ResultCompleted, ResultFailed or ResultSuperseded.
+	Result string
+	Reason string
+	// RolledBack is true when ECS put the previous task definition back.
+	RolledBack bool
+	At         time.Time
+}
+
+// ApplyRollout records obs on env if it concerns the newest deploy and that deploy is still
+// in progress. It reports whether env changed.
+func ApplyRollout(env *deployv1.Environment, obs RolloutObservation) bool {
+	last := env.Status.LastDeploy()
+	if last == nil || last.DeploymentID != obs.DeploymentID || last.Result != deployv1.ResultInProgress {
+		return false
+	}
+	at := metav1.NewTime(obs.At)
+	last.Result, last.Reason, last.RolledBack, last.FinishedAt = obs.Result, obs.Reason, obs.RolledBack, &at
+	if obs.Result == deployv1.ResultFailed && obs.RolledBack && last.PreviousImage != "" {
+		// ECS put the previous task definition back: that is what runs.
+		env.Status.DeployedImage = last.PreviousImage
+	}
+	desired := Decide(env)
+	env.Status.DesiredImage = desired.Image
+	setSettledConditions(env, desired)
+	return true
+}
+
+// RolloutRecorder writes rollout observations to Environments, with optimistic concurrency.
+type RolloutRecorder struct {
+	// Reader reads the live Environment before each write.
+	Reader   client.Reader
+	Writer   client.StatusClient
+	Recorder events.EventRecorder
+}
+
+var recordBackoff = wait.Backoff{Steps: 20, Duration: 5 * time.Millisecond, Factor: 1.5, Jitter: 1, Cap: 500 * time.Millisecond}
+
+// Record applies obs to the Environment key. It is a no-op for a deployment that is not the
+// Environment's newest or that already ended, so duplicate and late reports are harmless.
+func (r *RolloutRecorder) Record(ctx context.Context, key types.NamespacedName, obs RolloutObservation) (bool, error) {
+	var changed bool
+	var env *deployv1.Environment
+	err := retry.OnError(recordBackoff, apierrors.IsConflict, func() error {
+		env = &deployv1.Environment{}
+		if err := r.Reader.Get(ctx, key, env); err != nil {
+			return err
+		}
+		base := env.DeepCopy()
+		if changed = ApplyRollout(env, obs); !changed {
+			return nil
+		}
+		return r.Writer.Status().Patch(ctx, env, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	})
+	if err != nil || !changed {
+		return false, client.IgnoreNotFound(err)
+	}
+	last := env.Status.LastDeploy()
+	log.FromContext(ctx).Info("Rollout of Environment ended", "environment", key, "deploymentID", obs.DeploymentID,
+		"result", obs.Result, "reason", obs.Reason, "rolledBack", obs.RolledBack)
+	metrics.Deploys.WithLabelValues(resultLabel(obs.Result)).Inc()
+	switch obs.Result {
+	case deployv1.ResultCompleted:
+		observeCompleted(env, last)
+		r.event(env, "Normal", EventRolloutCompleted, "ECS deployment %s of %s%s completed", obs.DeploymentID, last.Image, buildSuffix(last.Build))
+	case deployv1.ResultFailed:
+		msg := fmt.Sprintf("ECS deployment %s of %s%s failed: %s", obs.DeploymentID, last.Image, buildSuffix(last.Build), obs.Reason)
+		if obs.RolledBack {
+			msg += "; ECS rolled the service back to " + orUnknown(last.PreviousImage)
+		}
+		r.event(env, "Warning", EventRolloutFailed, "%s", msg)
+	default:
+		r.event(env, "Warning", EventRolloutSuperseded, "ECS deployment %s of %s was replaced before it ended: %s", obs.DeploymentID, last.Image, obs.Reason)
+	}
+	return true, nil
+}
+
+func (r *RolloutRecorder) event(env *deployv1.Environment, typ, reason, note string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(env, nil, typ, reason, "Rollout", note, args...)
+	}
+}
+
+func resultLabel(result string) string {
+	switch result {
+	case deployv1.ResultCompleted:
+		return "completed"
+	case deployv1.ResultFailed:
+		return "failed"
+	default:
+		return "superseded"
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "its previous task definition"
+	}
+	return s
+}
+
+// observeCompleted records the time from the build finishing to its rollout completing.
+func observeCompleted(env *deployv1.Environment, d *deployv1.Deploy) {
+	b := env.Status.LatestBuild
+	if d == nil || d.Build == nil || b == nil || b.ID != d.Build.ID || d.FinishedAt == nil {
+		return
+	}
+	start := b.ReceivedAt.Time
+	if b.FinishedAt != nil {
+		start = b.FinishedAt.Time
+	}
+	metrics.BuildToDeployed.Observe(d.FinishedAt.Sub(start).Seconds())
+}

@@ -1,0 +1,297 @@
+package controllers
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/go-logr/logr"
+	ktypes "k8s.io/apimachinery/pkg/types"
+
+	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
+	"github.com/autodeploy-dev/autodeploy/internal/metrics"
+)
+
+// maxServicesPerDescribe is ECS's limit of services in one DescribeServices call.
+const maxServicesPerDescribe = 10
+
+// RolloutSink records how a rollout ended. *RolloutRecorder is one.
+type RolloutSink interface {
+	Record(ctx context.Context, key ktypes.NamespacedName, obs RolloutObservation) (bool, error)
+}
+
+// PollingTracker is the fallback for users without ECS events: it asks ECS only about
+// deployments still in progress, batching up to 10 services of one cluster into one
+// DescribeServices call, at intervals that double from Initial up to Max. With nothing in
+// progress it makes no call at all.
+type PollingTracker struct {
+	ECS  ECSClientFunc
+	Sink RolloutSink
+	Log  logr.Logger
+	// Initial and Max bound the interval between two looks at one cluster.
+	Initial, Max time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+
+	mu     sync.Mutex
+	groups map[trackGroupKey]*trackGroup
+	byEnv  map[ktypes.NamespacedName]trackGroupKey
+	wake   chan struct{}
+}
+
+type trackGroupKey struct{ region, roleARN, externalID, cluster string }
+
+type trackGroup struct {
+	target   deployv1.ECSTarget
+	items    map[ktypes.NamespacedName]trackedDeployment
+	interval time.Duration
+	next     time.Time
+}
+
+type trackedDeployment struct {
+	service, deploymentID, taskDefinitionARN string
+}
+
+func (t *PollingTracker) init() {
+	if t.groups == nil {
+		t.groups = map[trackGroupKey]*trackGroup{}
+		t.byEnv = map[ktypes.NamespacedName]trackGroupKey{}
+		t.wake = make(chan struct{}, 1)
+	}
+	if t.Now == nil {
+		t.Now = time.Now
+	}
+	if t.Initial <= 0 {
+		t.Initial = 5 * time.Second
+	}
+	if t.Max < t.Initial {
+		t.Max = 2 * time.Minute
+	}
+}
+
+// NeedLeaderElection is true: only the leader, which deploys, follows rollouts.
+func (t *PollingTracker) NeedLeaderElection() bool { return true }
+
+// Track follows deploymentID of the Environment key until it ends. Tracking the same
+// deployment again changes nothing; a new deployment replaces the old one.
+func (t *PollingTracker) Track(key ktypes.NamespacedName, target deployv1.ECSTarget, deploymentID, taskDefinitionARN string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.init()
+	gk := trackGroupKey{target.Region, target.RoleARN, target.ExternalID, target.Cluster}
+	want := trackedDeployment{service: target.Service, deploymentID: deploymentID, taskDefinitionARN: taskDefinitionARN}
+	if old, ok := t.byEnv[key]; ok {
+		if old == gk && t.groups[gk].items[key] == want {
+			return
+		}
+		t.untrackLocked(key)
+	}
+	g := t.groups[gk]
+	if g == nil {
+		g = &trackGroup{target: target, items: map[ktypes.NamespacedName]trackedDeployment{}}
+		t.groups[gk] = g
+	}
+	g.items[key] = want
+	t.byEnv[key] = gk
+	// A new deployment gets a first look soon, and the cluster's interval starts again.
+	g.interval = t.Initial
+	if next := t.Now().Add(t.Initial); g.next.IsZero() || next.Before(g.next) {
+		g.next = next
+	}
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Untrack stops following the Environment key.
+func (t *PollingTracker) Untrack(key ktypes.NamespacedName) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.init()
+	t.untrackLocked(key)
+}
+
+func (t *PollingTracker) untrackLocked(key ktypes.NamespacedName) {
+	gk, ok := t.byEnv[key]
+	if !ok {
+		return
+	}
+	delete(t.byEnv, key)
+	if g := t.groups[gk]; g != nil {
+		delete(g.items, key)
+		if len(g.items) == 0 {
+			delete(t.groups, gk)
+		}
+	}
+}
+
+// Tracked returns how many deployments are followed.
+func (t *PollingTracker) Tracked() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byEnv)
+}
+
+// Start polls until ctx is done.
+func (t *PollingTracker) Start(ctx context.Context) error {
+	t.mu.Lock()
+	t.init()
+	t.mu.Unlock()
+	for {
+		wait, ok := t.untilNext()
+		var timer <-chan time.Time
+		var tm *time.Timer
+		if ok {
+			tm = time.NewTimer(wait)
+			timer = tm.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.wake:
+			if tm != nil {
+				tm.Stop()
+			}
+			continue
+		case <-timer:
+		}
+		for _, g := range t.takeDue() {
+			t.poll(ctx, g)
+		}
+	}
+}
+
+func (t *PollingTracker) untilNext() (time.Duration, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var next time.Time
+	for _, g := range t.groups {
+		if next.IsZero() || g.next.Before(next) {
+			next = g.next
+		}
+	}
+	if next.IsZero() {
+		return 0, false
+	}
+	return max(next.Sub(t.Now()), 0), true
+}
+
+// takeDue returns copies of the groups due now and schedules their next look.
+func (t *PollingTracker) takeDue() []trackGroup {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.Now()
+	var due []trackGroup
+	for _, g := range t.groups {
+		if g.next.After(now) {
+			continue
+		}
+		items := make(map[ktypes.NamespacedName]trackedDeployment, len(g.items))
+		for k, v := range g.items {
+			items[k] = v
+		}
+		due = append(due, trackGroup{target: g.target, items: items})
+		g.interval = min(g.interval*2, t.Max)
+		g.next = now.Add(g.interval)
+	}
+	return due
+}
+
+// poll looks at the services of one cluster, ten per call.
+func (t *PollingTracker) poll(ctx context.Context, g trackGroup) {
+	api, err := t.ECS(ctx, g.target)
+	if err != nil {
+		t.Log.Error(err, "No ECS client for rollout tracking", "region", g.target.Region)
+		return
+	}
+	byService := map[string][]ktypes.NamespacedName{}
+	for key, d := range g.items {
+		byService[d.service] = append(byService[d.service], key)
+	}
+	services := make([]string, 0, len(byService))
+	for s := range byService {
+		services = append(services, s)
+	}
+	sort.Strings(services)
+	for start := 0; start < len(services); start += maxServicesPerDescribe {
+		batch := services[start:min(start+maxServicesPerDescribe, len(services))]
+		metrics.RolloutPolls.Inc()
+		out, err := api.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String(g.target.Cluster), Services: batch})
+		if err != nil {
+			t.Log.Error(err, "Looking at rollouts failed; trying again later", "cluster", g.target.Cluster)
+			continue
+		}
+		found := map[string]*types.Service{}
+		for i := range out.Services {
+			svc := &out.Services[i]
+			found[aws.ToString(svc.ServiceName)] = svc
+			found[aws.ToString(svc.ServiceArn)] = svc
+		}
+		for _, name := range batch {
+			for _, key := range byService[name] {
+				d := g.items[key]
+				obs, done := evaluateRollout(found[name], d, t.Now())
+				if !done {
+					continue
+				}
+				if _, err := t.Sink.Record(ctx, key, obs); err != nil {
+					t.Log.Error(err, "Recording a rollout result failed; trying again later", "environment", key)
+					continue
+				}
+				t.untrackIf(key, d)
+			}
+		}
+	}
+}
+
+// untrackIf stops following key if it still follows d (and not a newer deployment).
+func (t *PollingTracker) untrackIf(key ktypes.NamespacedName, d trackedDeployment) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if gk, ok := t.byEnv[key]; ok && t.groups[gk].items[key] == d {
+		t.untrackLocked(key)
+	}
+}
+
+// evaluateRollout says whether deployment d of svc has ended, and how.
+func evaluateRollout(svc *types.Service, d trackedDeployment, now time.Time) (RolloutObservation, bool) {
+	obs := RolloutObservation{DeploymentID: d.deploymentID, At: now}
+	if svc == nil || aws.ToString(svc.Status) != "ACTIVE" {
+		obs.Result, obs.Reason = deployv1.ResultSuperseded, "the service no longer exists or is not active"
+		return obs, true
+	}
+	var primary *types.Deployment
+	for i := range svc.Deployments {
+		dep := &svc.Deployments[i]
+		if aws.ToString(dep.Status) == "PRIMARY" {
+			primary = dep
+		}
+	}
+	for i := range svc.Deployments {
+		dep := &svc.Deployments[i]
+		if aws.ToString(dep.Id) != d.deploymentID {
+			continue
+		}
+		switch dep.RolloutState {
+		case types.DeploymentRolloutStateCompleted:
+			obs.Result, obs.Reason = deployv1.ResultCompleted, aws.ToString(dep.RolloutStateReason)
+			return obs, true
+		case types.DeploymentRolloutStateFailed:
+			obs.Result, obs.Reason = deployv1.ResultFailed, aws.ToString(dep.RolloutStateReason)
+			obs.RolledBack = primary != nil && aws.ToString(primary.Id) != d.deploymentID &&
+				aws.ToString(primary.TaskDefinition) != d.taskDefinitionARN
+			return obs, true
+		default:
+			return obs, false
+		}
+	}
+	// The deployment is gone: a later one replaced it.
+	obs.Result = deployv1.ResultSuperseded
+	obs.Reason = "the service was updated again (now " + aws.ToString(svc.TaskDefinition) + ")"
+	return obs, true
+}

@@ -1,0 +1,82 @@
+package app
+
+import (
+	"time"
+
+	"golang.org/x/time/rate"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/autodeploy-dev/autodeploy/internal/receiver"
+)
+
+// ReceiverOptions configure the receiver beyond the cluster-wide manifest keys.
+type ReceiverOptions struct {
+	// EventKeys returns the cluster-wide EventBridge API keys (nil: /v1/events answers 401).
+	EventKeys func() [][]byte
+	// ImageVariable is the CodeBuild exported variable naming the image (IMAGE_URI if empty).
+	ImageVariable string
+	// TenantKeyTTL is how long a namespace's keys are cached: receiver.DefaultTenantKeyTTL
+	// when zero, not at all when negative.
+	TenantKeyTTL time.Duration
+	// Rate and Burst limit each tenant's authenticated requests: receiver.DefaultRate and
+	// receiver.DefaultBurst when zero; rate.Inf for no limit.
+	Rate  rate.Limit
+	Burst int
+	// ReadHeaderTimeout is receiver.DefaultReadHeaderTimeout when zero.
+	ReadHeaderTimeout time.Duration
+	// TLSCertFile and TLSKeyFile serve HTTPS (reloaded when they change); EnableHTTP2 allows
+	// HTTP/2.
+	TLSCertFile, TLSKeyFile string
+	EnableHTTP2             bool
+	// EventRoutes add EventBridge event handlers (such as ECS "Deployment State Change").
+	EventRoutes []receiver.EventRoute
+}
+
+// Uncached key lookups (a namespace's Secret) the receiver makes per second, server-wide, so
+// that requests naming random namespaces cannot load the API server.
+const (
+	keyLookupRate  = 20
+	keyLookupBurst = 100
+)
+
+func addReceiver(mgr ctrl.Manager, opts Options) error {
+	ro := opts.Receiver
+	log := ctrl.Log.WithName("receiver")
+	r, burst := ro.Rate, ro.Burst
+	if r == 0 {
+		r = receiver.DefaultRate
+	}
+	if burst == 0 {
+		burst = receiver.DefaultBurst
+	}
+	handler := &receiver.Handler{
+		Cache:     mgr.GetCache(),
+		Live:      mgr.GetAPIReader(),
+		Writer:    mgr.GetClient(),
+		Keys:      opts.Keys,
+		EventKeys: ro.EventKeys,
+		Tenants: &receiver.SecretKeys{
+			Reader:  mgr.GetAPIReader(),
+			TTL:     ro.TenantKeyTTL,
+			Lookups: rate.NewLimiter(keyLookupRate, keyLookupBurst),
+			Log:     log,
+			Now:     opts.Now,
+		},
+		Limiter:       &receiver.TenantLimiter{Rate: r, Burst: burst},
+		ImageVariable: ro.ImageVariable,
+		EventRoutes:   ro.EventRoutes,
+		Recorder:      mgr.GetEventRecorder("autodeploy-receiver"),
+		Log:           log,
+		Now:           opts.Now,
+	}
+	return mgr.Add(&receiver.Server{
+		Addr:              opts.ReceiverAddr,
+		Listener:          opts.ReceiverListener,
+		Handler:           receiver.NewMux(handler),
+		Log:               log,
+		ReadHeaderTimeout: ro.ReadHeaderTimeout,
+		TLSCertFile:       ro.TLSCertFile,
+		TLSKeyFile:        ro.TLSKeyFile,
+		EnableHTTP2:       ro.EnableHTTP2,
+	})
+}
