@@ -70,6 +70,14 @@ fuzz: ## Run every fuzz target for FUZZTIME (10s) each; a failing input lands in
 fuzz-short: ## The bounded fuzz run of CI: 5s per target.
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
+.PHONY: bench
+bench: ## Go benchmarks of the hot pure paths (parse, verify, decide, task-definition cloning).
+	go test -run '^$$' -bench . -benchmem ./internal/manifest ./internal/taskdef ./controllers
+
+.PHONY: bench-fanout
+bench-fanout: envtest ## One build fanned out to 1,000 services under AWS's ECS limits (scaled by AUTODEPLOY_BENCH_SCALE, default 20).
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test -run '^$$' -bench BenchmarkFanOut1000 -benchtime 1x -timeout 60m ./internal/app
+
 ##@ Build
 
 .PHONY: build

@@ -474,6 +474,9 @@ func (h *Handler) matching(ctx context.Context, m *manifest.Manifest, scope Scop
 	return out, nil
 }
 
+// recordConcurrency bounds the parallel status writes of one build.
+const recordConcurrency = 8
+
 func (h *Handler) apply(ctx context.Context, m *manifest.Manifest, scope Scope, conflictCode int) (int, Response) {
 	resp := Response{Application: m.Application, BuildID: m.BuildID, BuildNumber: m.BuildNumber, Updated: []string{}}
 	envs, err := h.matching(ctx, m, scope)
@@ -483,11 +486,32 @@ func (h *Handler) apply(ctx context.Context, m *manifest.Manifest, scope Scope, 
 		return http.StatusServiceUnavailable, resp
 	}
 	now := h.now()
+	// The writes go out a few at a time: a build fanned out to a thousand Environments is
+	// recorded well within a sender's timeout (EventBridge waits 5 s).
+	type recorded struct {
+		outcome Outcome
+		current *deployv1.Build
+		err     error
+	}
+	results := make([]recorded, len(envs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, recordConcurrency)
+	for i := range envs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			key := types.NamespacedName{Namespace: envs[i].Namespace, Name: envs[i].Name}
+			r := &results[i]
+			r.outcome, r.current, r.err = record(ctx, h.Live, h.Writer, key, m, now)
+		}()
+	}
+	wg.Wait()
 	var failed error
 	for i := range envs {
 		env := &envs[i]
 		key := types.NamespacedName{Namespace: env.Namespace, Name: env.Name}
-		outcome, current, err := record(ctx, h.Live, h.Writer, key, m, now)
+		outcome, current, err := results[i].outcome, results[i].current, results[i].err
 		if err != nil {
 			h.Log.Error(err, "Recording build on Environment failed", "environment", key, "buildID", m.BuildID)
 			failed = errors.Join(failed, err)
