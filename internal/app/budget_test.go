@@ -11,7 +11,6 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 	"github.com/autodeploy-dev/autodeploy/internal/awsecs"
 	"github.com/autodeploy-dev/autodeploy/internal/ecssim"
 )
@@ -36,11 +35,7 @@ func simBuckets(limits map[awsecs.Category]awsecs.Bucket) map[ecssim.Category]ec
 // service was updated. It returns how long that took after the manifest was accepted.
 func fanOut(tb testing.TB, h *harness, n int, wait time.Duration) time.Duration {
 	g := NewWithT(tb)
-	for i := range n {
-		svc := fmt.Sprintf("svc-%04d", i)
-		h.seedService("prod", svc, image("v1"))
-		h.createEnv(svc, func(e *deployv1.Environment) { e.Spec.ECS.Service = svc })
-	}
+	h.fleet(n, nil)
 	h.startManager()
 	b := newBuild(1)
 	start := time.Now()

@@ -310,19 +310,14 @@ func TestThrottlingDelaysButDoesNotLoseDeploys(t *testing.T) {
 	})))
 	g := h.g
 	const n = 6
-	for i := range n {
-		svc := fmt.Sprintf("svc-%d", i)
-		h.seedService("prod", svc, image("v1"))
-		h.createEnv(svc, func(e *deployv1.Environment) { e.Spec.ECS.Service = svc })
-	}
+	svcs := h.fleet(n, nil)
 	h.startManager()
 	b := newBuild(1)
 	r := h.post(b)
 	g.Expect(r.Code).To(Equal(http.StatusAccepted), r.Raw)
 	g.Expect(r.Body["updated"]).To(HaveLen(n))
 
-	for i := range n {
-		svc := fmt.Sprintf("svc-%d", i)
+	for _, svc := range svcs {
 		g.Eventually(h.env(svc), timeout, poll).Should(WithTransform(deployedImage, Equal(b.Image)), svc)
 		g.Expect(h.webImage("prod", svc)).To(Equal(b.Image))
 		g.Expect(h.sim.Revisions("prod-"+svc)).To(Equal(2), "one new revision per service, throttled or not")

@@ -51,16 +51,11 @@ func TestRestartOverUpToDateEnvironmentsMakesNoECSCall(t *testing.T) {
 	h := newHarness(t)
 	g := h.g
 	const n = 40
-	for i := range n {
-		svc := fmt.Sprintf("svc-%d", i)
-		h.seedService("prod", svc, image("v1"))
-		h.createEnv(svc, func(e *deployv1.Environment) {
-			e.Spec.ECS.Service = svc
-			if i%4 == 0 {
-				e.Spec.PinnedImage = image("v1")
-			}
-		})
-	}
+	svcs := h.fleet(n, func(i int, e *deployv1.Environment) {
+		if i%4 == 0 {
+			e.Spec.PinnedImage = image("v1")
+		}
+	})
 	h.startManager()
 	b := newBuild(1)
 	g.Expect(h.post(b).Code).To(Equal(http.StatusAccepted))
@@ -69,7 +64,7 @@ func TestRestartOverUpToDateEnvironmentsMakesNoECSCall(t *testing.T) {
 		if i%4 == 0 {
 			want = image("v1")
 		}
-		g.Eventually(h.env(fmt.Sprintf("svc-%d", i)), timeout, poll).Should(And(
+		g.Eventually(h.env(svcs[i]), timeout, poll).Should(And(
 			WithTransform(deployedImage, Equal(want)),
 			WithTransform(rolloutResult, Equal(deployv1.ResultCompleted))))
 	}

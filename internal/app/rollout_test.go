@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -152,15 +151,11 @@ func TestTrackerBatchesTenServicesPerCall(t *testing.T) {
 	h := newHarness(t, withSim(ecssim.WithRolloutDuration(time.Hour)))
 	g := h.g
 	const n = 25
-	for i := range n {
-		svc := fmt.Sprintf("svc-%02d", i)
-		h.seedService("prod", svc, image("v1"))
-		h.createEnv(svc, func(e *deployv1.Environment) { e.Spec.ECS.Service = svc })
-	}
+	svcs := h.fleet(n, nil)
 	h.startManager()
 	g.Expect(h.post(newBuild(1)).Code).To(Equal(http.StatusAccepted))
-	for i := range n {
-		g.Eventually(h.env(fmt.Sprintf("svc-%02d", i)), timeout, poll).Should(WithTransform(rolloutResult, Equal(deployv1.ResultInProgress)))
+	for _, svc := range svcs {
+		g.Eventually(h.env(svc), timeout, poll).Should(WithTransform(rolloutResult, Equal(deployv1.ResultInProgress)))
 	}
 	// From here on only the tracker calls DescribeServices: 3 calls (10+10+5) per look.
 	h.sim.ResetCalls()
@@ -171,11 +166,11 @@ func TestTrackerBatchesTenServicesPerCall(t *testing.T) {
 	}, timeout, poll).Should(BeTrue(), "each look describes all 25 services in 3 calls")
 
 	// All complete: the tracker reports them and goes quiet.
-	for i := range n {
-		g.Expect(h.sim.CompleteDeployment("prod", fmt.Sprintf("svc-%02d", i))).To(Succeed())
+	for _, svc := range svcs {
+		g.Expect(h.sim.CompleteDeployment("prod", svc)).To(Succeed())
 	}
-	for i := range n {
-		g.Eventually(h.env(fmt.Sprintf("svc-%02d", i)), timeout, poll).Should(WithTransform(rolloutResult, Equal(deployv1.ResultCompleted)))
+	for _, svc := range svcs {
+		g.Eventually(h.env(svc), timeout, poll).Should(WithTransform(rolloutResult, Equal(deployv1.ResultCompleted)))
 	}
 	h.sim.ResetCalls()
 	g.Consistently(func() int { return h.sim.Calls("DescribeServices") }, "1s", poll).Should(BeZero())

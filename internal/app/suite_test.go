@@ -232,6 +232,25 @@ func (h *harness) seedServiceIn(acct *ecssim.AccountView, cluster, service, imag
 	return family
 }
 
+// fleet seeds n services of cluster prod running v1, each with an Environment of its name
+// (svc-0000, svc-0001, ...), adjusted by mutate when set, and returns the names.
+func (h *harness) fleet(n int, mutate func(i int, e *deployv1.Environment)) []string {
+	h.t.Helper()
+	names := make([]string, n)
+	for i := range n {
+		svc := fmt.Sprintf("svc-%04d", i)
+		names[i] = svc
+		h.seedService("prod", svc, image("v1"))
+		h.createEnv(svc, func(e *deployv1.Environment) {
+			e.Spec.ECS.Service = svc
+			if mutate != nil {
+				mutate(i, e)
+			}
+		})
+	}
+	return names
+}
+
 // ecsClients returns the production client factory pointed at the simulator through the real
 // SDK, with short SDK backoffs so that retry tests stay quick.
 func (h *harness) ecsClients() controllers.ECSClientFunc {
