@@ -32,7 +32,11 @@ func Decide(env *deployv1.Environment) Desired {
 	if last == nil || last.Result != deployv1.ResultFailed || d.Image != last.Image {
 		return d
 	}
-	if retry := env.Annotations[deployv1.RetryAnnotation]; retry != "" && retry != env.Status.RetryHandled {
+	retry := env.Annotations[deployv1.RetryAnnotation]
+	pending := env.Status.PendingDeploy
+	if (retry != "" && retry != env.Status.RetryHandled) ||
+		(pending != nil && pending.Image == d.Image && pending.Trigger == deployv1.TriggerRetry) {
+		// A new retry request, or one under way that an ECS error interrupted.
 		d.Trigger, d.Force = deployv1.TriggerRetry, true
 		return d
 	}

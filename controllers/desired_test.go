@@ -228,3 +228,66 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+// withFailedRollout records that the deploy of image failed and ECS put previous back.
+func withFailedRollout(image, previous string, build *deployv1.BuildRef) decideOpt {
+	return func(e *deployv1.Environment) {
+		e.Status.RecordDeploy(deployv1.Deploy{Image: image, Build: build, Trigger: deployv1.TriggerBuild,
+			PreviousImage: previous, Result: deployv1.ResultFailed, Reason: "tasks failed to start", RolledBack: true})
+		e.Status.DeployedImage = previous
+	}
+}
+
+func TestDecideHoldsAFailedRolloutUntilSomethingNewIsWanted(t *testing.T) {
+	failed := withFailedRollout(decideLatestImage, decideOlderImage, decideLatestRef)
+	retryAt := func(v string) decideOpt {
+		return func(e *deployv1.Environment) { e.Annotations = map[string]string{deployv1.RetryAnnotation: v} }
+	}
+	handled := func(v string) decideOpt { return func(e *deployv1.Environment) { e.Status.RetryHandled = v } }
+	pendingRetry := func(e *deployv1.Environment) {
+		e.Status.PendingDeploy = &deployv1.Deploy{Image: decideLatestImage, Trigger: deployv1.TriggerRetry}
+	}
+	cases := []struct {
+		name      string
+		env       *deployv1.Environment
+		wantImage string
+		held      bool
+		force     bool
+		trigger   string
+	}{
+		{name: "the failed build stays held: what ECS rolled back to is desired",
+			env:       decideEnv(withAutoDeploy(true), withLatest(decideLatestBuild()), failed),
+			wantImage: decideOlderImage, held: true},
+		{name: "a retry request already handled does not retry again",
+			env:       decideEnv(withAutoDeploy(true), withLatest(decideLatestBuild()), failed, retryAt("1"), handled("1")),
+			wantImage: decideOlderImage, held: true},
+		{name: "a new retry request redeploys the failed build",
+			env:       decideEnv(withAutoDeploy(true), withLatest(decideLatestBuild()), failed, retryAt("2"), handled("1")),
+			wantImage: decideLatestImage, force: true, trigger: deployv1.TriggerRetry},
+		{name: "a retry interrupted by an ECS error goes on",
+			env:       decideEnv(withAutoDeploy(true), withLatest(decideLatestBuild()), failed, retryAt("2"), handled("2"), pendingRetry),
+			wantImage: decideLatestImage, force: true, trigger: deployv1.TriggerRetry},
+		{name: "a newer build moves on",
+			env: decideEnv(withAutoDeploy(true), failed, withLatest(&deployv1.Build{ID: "shop-api:next", Number: 143,
+				Image: decideRepo + ":143"})),
+			wantImage: decideRepo + ":143", trigger: deployv1.TriggerBuild},
+		{name: "a pin moves on",
+			env:       decideEnv(withAutoDeploy(true), withLatest(decideLatestBuild()), failed, withPin(decidePinImage)),
+			wantImage: decidePinImage, trigger: deployv1.TriggerPin},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			d := Decide(tc.env)
+			g.Expect(d.Image).To(Equal(tc.wantImage))
+			g.Expect(d.Held).To(Equal(tc.held))
+			g.Expect(d.Force).To(Equal(tc.force))
+			if tc.held {
+				g.Expect(d.Reason).To(Equal(deployv1.ReasonRolloutFailed))
+				g.Expect(d.Message).To(And(ContainSubstring("build 142"), ContainSubstring(deployv1.RetryAnnotation)))
+			} else {
+				g.Expect(d.Trigger).To(Equal(tc.trigger))
+			}
+		})
+	}
+}

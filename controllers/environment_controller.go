@@ -125,7 +125,7 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 
 	// Record the intent before any ECS call, so that a restart finishes this deploy.
-	if pending == nil || pending.Image != desired.Image || desired.Force {
+	if pending == nil || pending.Image != desired.Image || (desired.Force && pending.Trigger != deployv1.TriggerRetry) {
 		pending = &deployv1.Deploy{
 			Image:     desired.Image,
 			Build:     desired.Build,
