@@ -7,12 +7,14 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -47,6 +49,12 @@ func main() {
 	recvFlags := bindReceiverFlags(flag.CommandLine)
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that one replica reconciles; every replica receives manifests.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
+	var watchNamespaces string
+	var leaseDuration, renewDeadline, retryPeriod time.Duration
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces whose Environments this controller handles (default: all).")
+	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a non-leader waits before taking over a lease that was not renewed.")
+	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it steps down.")
+	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often leader election is tried.")
 	flag.IntVar(&maxConcurrent, "max-concurrent-reconciles", 4, "Environments deployed in parallel.")
 	flag.DurationVar(&retryBase, "retry-base-delay", time.Second, "First delay after a transient ECS error; it doubles per failure.")
 	flag.DurationVar(&retryMax, "retry-max-delay", 5*time.Minute, "Longest delay between retries after transient ECS errors.")
@@ -77,6 +85,10 @@ func main() {
 		LeaderElectionNamespace: leaderElectionNamespace,
 		// The lease is given up on a clean stop so the next replica takes over at once.
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &leaseDuration,
+		RenewDeadline:                 &renewDeadline,
+		RetryPeriod:                   &retryPeriod,
+		Cache:                         cache.Options{DefaultNamespaces: namespaces(watchNamespaces)},
 	})
 	if err != nil {
 		setupLog.Error(err, "Creating the manager failed")
@@ -111,4 +123,18 @@ func run(ctx context.Context, mgr ctrl.Manager, opts app.Options, budgetScale fl
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// namespaces turns a comma-separated list into the cache's namespace set; nil means all.
+func namespaces(list string) map[string]cache.Config {
+	var out map[string]cache.Config
+	for _, ns := range strings.Split(list, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			if out == nil {
+				out = map[string]cache.Config{}
+			}
+			out[ns] = cache.Config{}
+		}
+	}
+	return out
 }
