@@ -240,7 +240,7 @@ func TestDrillKilledManagerLosesAndDoublesNothing(t *testing.T) {
 	}
 	pinned := svcs[2]
 	g.Eventually(h.env(pinned), timeout, poll).Should(WithTransform(latestNumber, Equal(next-1)))
-	g.Expect(h.familyImages("prod-" + pinned)).To(Equal([]string{image("v1")}), "the pinned service never got another revision")
+	g.Expect(h.familyImages("prod-"+pinned)).To(Equal([]string{image("v1")}), "the pinned service never got another revision")
 	g.Expect(h.webImage("prod", pinned)).To(Equal(image("v1")))
 }
 
