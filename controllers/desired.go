@@ -79,18 +79,21 @@ func decide(env *deployv1.Environment) Desired {
 		}
 		return Desired{Image: latest.Image, Build: buildOf(latest.Image), Trigger: trigger}
 	}
-	if deployed := env.Status.DeployedImage; deployed != "" {
-		if env.Spec.AutoDeploy {
-			// Only reached with no build yet, for example after a pin was deployed and removed.
-			return Desired{Image: deployed, Build: buildOf(deployed), Trigger: deployv1.TriggerRestore, Reason: deployv1.ReasonWaitingForBuild,
-				Message: "Waiting for the first build of " + env.Spec.Application}
-		}
-		return Desired{Image: deployed, Build: buildOf(deployed), Trigger: deployv1.TriggerRestore, Reason: deployv1.ReasonAutoDeployOff,
-			Message: "Auto-deploy is off: new builds are recorded, not deployed"}
+	// Nothing new is wanted: what is deployed stays. A deploy that already started (its
+	// intent is recorded and it may have reached the service) is finished, not undone:
+	// turning auto-deploy off or removing a pin stops new deploys, it does not roll back.
+	stays := Desired{Reason: deployv1.ReasonAutoDeployOff, Message: "Auto-deploy is off: new builds are recorded, not deployed"}
+	if env.Spec.AutoDeploy {
+		// Only reached with no build yet, for example after a pin was deployed and removed.
+		stays.Reason, stays.Message = deployv1.ReasonWaitingForBuild, "Waiting for the first build of "+env.Spec.Application
 	}
-	if !env.Spec.AutoDeploy {
-		return Desired{Reason: deployv1.ReasonAutoDeployOff,
-			Message: "Auto-deploy is off and nothing is pinned: nothing to deploy"}
+	switch pending, deployed := env.Status.PendingDeploy, env.Status.DeployedImage; {
+	case pending != nil:
+		stays.Image, stays.Build, stays.Trigger = pending.Image, pending.Build, pending.Trigger
+	case deployed != "":
+		stays.Image, stays.Build = deployed, buildOf(deployed)
+	case !env.Spec.AutoDeploy:
+		stays.Message = "Auto-deploy is off and nothing is pinned: nothing to deploy"
 	}
-	return Desired{Reason: deployv1.ReasonWaitingForBuild, Message: "Waiting for the first build of " + env.Spec.Application}
+	return stays
 }

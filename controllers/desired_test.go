@@ -153,21 +153,21 @@ func TestDecide(t *testing.T) {
 			name: "auto-deploy off: the deployed image stays",
 			env: decideEnv(withAutoDeploy(false), withLatest(decideLatestBuild()),
 				withDeployed(decideDeploy(decideOlderImage, decideOlderRef, deployv1.TriggerBuild))),
-			want:        Desired{Image: decideOlderImage, Build: decideOlderRef, Trigger: deployv1.TriggerRestore, Reason: deployv1.ReasonAutoDeployOff},
+			want:        Desired{Image: decideOlderImage, Build: decideOlderRef, Reason: deployv1.ReasonAutoDeployOff},
 			wantMessage: "Auto-deploy is off",
 		},
 		{
 			name: "auto-deploy off and pin removed: the pinned image stays",
 			env: decideEnv(withLatest(decideLatestBuild()),
 				withDeployed(decideDeploy(decidePinImage, nil, deployv1.TriggerPin))),
-			want:        Desired{Image: decidePinImage, Trigger: deployv1.TriggerRestore, Reason: deployv1.ReasonAutoDeployOff},
+			want:        Desired{Image: decidePinImage, Reason: deployv1.ReasonAutoDeployOff},
 			wantMessage: "Auto-deploy is off",
 		},
 		{
 			name: "auto-deploy off: the deployed latest build stays with its build",
 			env: decideEnv(withLatest(decideLatestBuild()),
 				withDeployed(decideDeploy(decideLatestImage, nil, deployv1.TriggerPin))),
-			want:        Desired{Image: decideLatestImage, Build: decideLatestRef, Trigger: deployv1.TriggerRestore, Reason: deployv1.ReasonAutoDeployOff},
+			want:        Desired{Image: decideLatestImage, Build: decideLatestRef, Reason: deployv1.ReasonAutoDeployOff},
 			wantMessage: "Auto-deploy is off",
 		},
 		{
@@ -188,7 +188,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "auto-deploy on, pin removed before any build: the pinned image stays",
 			env:  decideEnv(withAutoDeploy(true), withDeployed(decideDeploy(decidePinImage, nil, deployv1.TriggerPin))),
-			want: Desired{Image: decidePinImage, Trigger: deployv1.TriggerRestore, Reason: deployv1.ReasonWaitingForBuild}, wantMessage: "shop-api",
+			want: Desired{Image: decidePinImage, Reason: deployv1.ReasonWaitingForBuild}, wantMessage: "shop-api",
 		},
 	}
 	for _, tt := range tests {
@@ -235,6 +235,36 @@ func withFailedRollout(image, previous string, build *deployv1.BuildRef) decideO
 		e.Status.RecordDeploy(deployv1.Deploy{Image: image, Build: build, Trigger: deployv1.TriggerBuild,
 			PreviousImage: previous, Result: deployv1.ResultFailed, Reason: "tasks failed to start", RolledBack: true})
 		e.Status.DeployedImage = previous
+	}
+}
+
+// TestDecideFinishesADeployAlreadyStarted: turning auto-deploy off or removing a pin while a
+// deploy is in flight finishes that deploy; it is neither forgotten nor undone.
+func TestDecideFinishesADeployAlreadyStarted(t *testing.T) {
+	inFlight := func(image string, build *deployv1.BuildRef) decideOpt {
+		return func(e *deployv1.Environment) {
+			e.Status.PendingDeploy = &deployv1.Deploy{Image: image, Build: build, Trigger: deployv1.TriggerBuild}
+		}
+	}
+	cases := []struct {
+		name string
+		env  *deployv1.Environment
+	}{
+		{"auto-deploy turned off during the first deploy",
+			decideEnv(withAutoDeploy(false), withLatest(decideLatestBuild()), inFlight(decideLatestImage, decideLatestRef))},
+		{"auto-deploy turned off during a later deploy",
+			decideEnv(withAutoDeploy(false), withLatest(decideLatestBuild()),
+				withDeployed(decideDeploy(decideOlderImage, decideOlderRef, deployv1.TriggerBuild)), inFlight(decideLatestImage, decideLatestRef))},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			d := Decide(tc.env)
+			g.Expect(d.Image).To(Equal(decideLatestImage))
+			g.Expect(d.Build).To(Equal(decideLatestRef))
+			g.Expect(d.Trigger).To(Equal(deployv1.TriggerBuild))
+			g.Expect(d.Reason).To(Equal(deployv1.ReasonAutoDeployOff))
+		})
 	}
 }
 

@@ -46,9 +46,6 @@ const (
 	TriggerPin   = "Pin"
 	TriggerUnpin = "Unpin"
 	TriggerRetry = "Retry"
-	// TriggerRestore puts back the deployed image after an unfinished deploy of another one
-	// was no longer wanted (for example a pin removed while auto-deploy is off).
-	TriggerRestore = "Restore"
 )
 
 // RetryAnnotation, when its value changes, makes the controller try a failed deploy again.
@@ -167,7 +164,7 @@ type Deploy struct {
 	// Build is the build the image came from; empty for a pinned image that is no known build.
 	// +optional
 	Build *BuildRef `json:"build,omitempty"`
-	// Trigger says why the deploy started: Build, Pin, Unpin, Retry or Restore.
+	// Trigger says why the deploy started: Build, Pin, Unpin or Retry.
 	Trigger string `json:"trigger"`
 	// PreviousImage is the image the container ran before this deploy.
 	// +optional
