@@ -86,6 +86,7 @@ type Server struct {
 	roles           map[string]*role // by role ARN; fixed after New
 	roleErr         error
 	sink            func(event []byte)
+	observer        func(Call)
 
 	admin *http.ServeMux
 
@@ -230,7 +231,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case target == "" && strings.HasPrefix(r.Header.Get("Content-Type"), formContent):
 		proto = protoQuery
 	}
+	var errCode string
 	fail := func(err error) {
+		errCode = asAPIError(err).Code
 		if proto == protoQuery {
 			writeQueryError(w, err, reqID)
 		} else {
@@ -250,6 +253,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	a, c, authErr, delay := s.admit(r, op)
+	if s.observer != nil {
+		call := Call{Time: s.clock(), Account: a.id, Operation: op, Body: body}
+		defer func() {
+			call.ErrorCode = errCode
+			s.observer(call)
+		}()
+	}
 
 	if r.Method != http.MethodPost {
 		fail(&apiError{Status: http.StatusMethodNotAllowed, Code: "UnknownOperationException",
