@@ -78,6 +78,12 @@ bench: ## Go benchmarks of the hot pure paths (parse, verify, decide, task-defin
 bench-fanout: envtest ## One build fanned out to 1,000 services under AWS's ECS limits (scaled by AUTODEPLOY_BENCH_SCALE, default 20).
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test -run '^$$' -bench BenchmarkFanOut1000 -benchtime 1x -timeout 60m ./internal/app
 
+BENCH_COMPARE_FLAGS ?= --n 100,1000 --speed 60 --out docs/benchmarks.md
+
+.PHONY: bench-compare
+bench-compare: envtest ## autodeploy against the polling cron it replaces, same builds, AWS throttles (~10 min); writes docs/benchmarks.md.
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go run ./cmd/autodeploy-bench $(BENCH_COMPARE_FLAGS)
+
 ##@ Build
 
 .PHONY: build

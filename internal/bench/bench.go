@@ -1,0 +1,319 @@
+// Package bench compares autodeploy with the polling cron it replaces, on the same fleet and
+// the same stream of builds, against one local API server (envtest) and the ECS simulator
+// enforcing AWS's API throttles. Time is compressed: one simulated hour runs in 60/Speed
+// minutes, and every rate (the throttles' refills, the workload, the pollers' intervals, the
+// SDK's retry backoff, the controller's retry and rollout-poll intervals, AWS's latency) is
+// scaled by the same factor, so the relative load is that of the real hour.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
+	"github.com/autodeploy-dev/autodeploy/internal/ecssim"
+)
+
+// Scheme holds the Kubernetes types the benchmark uses.
+var Scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(Scheme))
+	utilruntime.Must(deployv1.AddToScheme(Scheme))
+}
+
+// Config is one benchmark run.
+type Config struct {
+	Sizes []int   // N, the number of services/Environments
+	Speed float64 // time compression: simulated seconds per real second
+	Seed  uint64
+
+	EnvsPerApp    int           // Environments per application
+	Clusters      int           // clusters the services are spread over
+	PinnedShare   float64       // share of Environments pinned to an older image
+	BuildInterval time.Duration // simulated; each application gets one build per interval
+	Hour          time.Duration // simulated length of the workload
+	Drain         time.Duration // simulated; longest wait for the last deploys after the hour
+	Idle          time.Duration // simulated quiet period measured for idle calls
+	Settle        time.Duration // simulated; between the drain and the idle window
+	PollInterval  time.Duration // simulated; the cron's schedule
+	PollWorkers   int           // the cron's parallelism
+	AWSLatency    time.Duration // simulated latency of every AWS call
+	RolloutTime   time.Duration // simulated; how long an ECS deployment stays IN_PROGRESS
+	Reconcilers   int           // the manager's --max-concurrent-reconciles
+	RecvDuration  time.Duration // real; length of each throughput measurement
+	RecvWorkers   int
+
+	AssetsDir string    // KUBEBUILDER_ASSETS
+	CRDDir    string    // config/crd/bases
+	Log       io.Writer // progress
+}
+
+// sim converts a simulated duration to real time.
+func (c *Config) real(d time.Duration) time.Duration { return time.Duration(float64(d) / c.Speed) }
+
+// Result is the outcome for one N.
+type Result struct {
+	N, Apps, Pinned, Builds int
+	Auto, Poll              SystemResult
+	// Controller start over N up-to-date Environments.
+	RestartCalls       int
+	RestartReady       time.Duration // real
+	PollFirstTickCalls int
+	PollFirstTick      time.Duration // simulated
+	// Receiver against raw status patches (real time, same API server).
+	RecvPerSec, PatchPerSec float64
+	RecvErrors              int
+}
+
+// SystemResult is what one system did over the workload.
+type SystemResult struct {
+	Calls, Throttled int // during the hour and the drain
+	IdleCalls        int // during the idle window
+	IdlePerHour      float64
+	ByOp             map[string]int
+	Outcome          outcome
+	Drain            time.Duration // simulated time after the hour until the last deploy landed
+	CPU, ChildCPU    time.Duration // process and API server+etcd CPU over hour+drain+idle
+	PeakHeap         uint64
+	RSSKB            int64
+	SkippedChecks    int // poller: Environments skipped after an error
+}
+
+func (c *Config) logf(format string, args ...any) {
+	if c.Log != nil {
+		fmt.Fprintf(c.Log, "%s  "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
+	}
+}
+
+// simBuckets are AWS's published buckets with their refill compressed by Speed (a bucket's
+// burst is a number of calls, not a rate: it stays).
+func (c *Config) simBuckets() map[ecssim.Category]ecssim.Bucket {
+	out := ecssim.AWSBuckets()
+	for k, b := range out {
+		b.RefillPerSecond *= c.Speed
+		out[k] = b
+	}
+	return out
+}
+
+// newSim starts a simulator seeded with the fleet, recording calls into rec.
+func (c *Config) newSim(f *fleet, rec *recorder) (*ecssim.Server, string, error) {
+	sim := ecssim.New(ecssim.WithThrottling(c.simBuckets()), ecssim.WithRolloutDuration(c.real(c.RolloutTime)),
+		ecssim.WithCallObserver(rec.observe))
+	if err := f.seed(sim); err != nil {
+		return nil, "", err
+	}
+	lat := c.real(c.AWSLatency)
+	for _, op := range []string{"DescribeServices", "DescribeTaskDefinition", "RegisterTaskDefinition", "UpdateService", "DescribeImages"} {
+		sim.SetLatency(op, lat)
+	}
+	url, err := sim.Start()
+	if err != nil {
+		return nil, "", err
+	}
+	return sim, url, nil
+}
+
+// scaledBackoff is the SDK's default exponential jittered backoff, compressed by speed.
+type scaledBackoff struct {
+	inner retry.BackoffDelayer
+	speed float64
+}
+
+func (b scaledBackoff) BackoffDelay(attempt int, err error) (time.Duration, error) {
+	d, err := b.inner.BackoffDelay(attempt, err)
+	return time.Duration(float64(d) / b.speed), err
+}
+
+// awsConfig is the SDK configuration both systems use: the default (standard) retryer with
+// its backoff compressed by Speed.
+func (c *Config) awsConfig() aws.Config {
+	return aws.Config{
+		Region:      "us-east-1",
+		Credentials: aws.AnonymousCredentials{},
+		Retryer: func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.Backoff = scaledBackoff{inner: retry.NewExponentialJitterBackoff(o.MaxBackoff), speed: c.Speed}
+			})
+		},
+	}
+}
+
+// Run runs the benchmark for every size.
+func Run(ctx context.Context, cfg Config, restCfg *rest.Config, k8s client.Client) ([]Result, error) {
+	var out []Result
+	for _, n := range cfg.Sizes {
+		r, err := runSize(ctx, &cfg, restCfg, k8s, n)
+		if err != nil {
+			return out, fmt.Errorf("N=%d: %w", n, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func runSize(ctx context.Context, cfg *Config, restCfg *rest.Config, k8s client.Client, n int) (Result, error) {
+	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(n)))
+	f := newFleet(n, cfg.EnvsPerApp, cfg.Clusters, cfg.PinnedShare, rng)
+	builds := workload(f, cfg.Hour, cfg.BuildInterval, rng)
+	res := Result{N: n, Apps: len(f.Apps), Pinned: f.pinned(), Builds: len(builds)}
+	cfg.logf("N=%d: %d applications, %d pinned Environments, %d builds in the simulated hour", n, len(f.Apps), res.Pinned, len(builds))
+
+	if err := runAutodeploy(ctx, cfg, restCfg, k8s, f, builds, &res); err != nil {
+		return res, fmt.Errorf("autodeploy: %w", err)
+	}
+	if err := runPolling(ctx, cfg, f, builds, &res); err != nil {
+		return res, fmt.Errorf("polling: %w", err)
+	}
+	return res, nil
+}
+
+// phases drives the common part of a run: the hour of builds, the drain and the idle window.
+// publish sends one build; done reports whether every application's last build is deployed.
+func (c *Config) phases(ctx context.Context, builds []published, start func(), publish func(build) error, rec *recorder, sim *ecssim.Server, f *fleet) (SystemResult, error) {
+	var sr SystemResult
+	hs := startHeapSampler()
+	u0 := readUsage()
+	t0 := time.Now()
+	rec.on.Store(true)
+	if start != nil {
+		start()
+	}
+	errs := make(chan error, len(builds))
+	for i := range builds {
+		if err := sleepUntil(ctx, t0.Add(c.real(builds[i].At))); err != nil {
+			return sr, err
+		}
+		builds[i].t = time.Now()
+		go func(b build) { errs <- publish(b) }(builds[i].build)
+	}
+	for range builds {
+		if err := <-errs; err != nil {
+			return sr, err
+		}
+	}
+	hourEnd := t0.Add(c.real(c.Hour))
+	if err := sleepUntil(ctx, hourEnd); err != nil {
+		return sr, err
+	}
+	c.logf("  hour done; draining")
+	// Drain: until the last build of every application is deployed everywhere, or Drain.
+	last := map[string]published{}
+	for _, b := range builds {
+		last[b.App] = b
+	}
+	lastBuilds := make([]published, 0, len(last))
+	for _, b := range last {
+		lastBuilds = append(lastBuilds, b)
+	}
+	drainEnd := hourEnd.Add(c.real(c.Drain))
+	for time.Now().Before(drainEnd) {
+		o := analyse(f, lastBuilds, updates(rec.snapshot(), sim, f), c.Speed)
+		if o.Deployed == len(lastBuilds) {
+			break
+		}
+		if err := sleepUntil(ctx, time.Now().Add(200*time.Millisecond)); err != nil {
+			return sr, err
+		}
+	}
+	sr.Drain = simDur(time.Since(hourEnd), c.Speed)
+	// Settle: rollouts started by the last deploys end (and their tracking with them) before
+	// the idle window; calls meanwhile count in the total.
+	idleStart := time.Now().Add(c.real(c.Settle))
+	c.logf("  drained after %s (simulated); settling for %s, then idle window", sr.Drain.Round(time.Second), c.Settle)
+	if err := sleepUntil(ctx, idleStart); err != nil {
+		return sr, err
+	}
+	idleEnd := idleStart.Add(c.real(c.Idle))
+	if err := sleepUntil(ctx, idleEnd); err != nil {
+		return sr, err
+	}
+	rec.on.Store(false)
+	u1 := readUsage()
+	sr.PeakHeap = hs.Stop()
+	sr.CPU, sr.ChildCPU = u1.cpu-u0.cpu, u1.children-u0.children
+	_, sr.RSSKB = rssKB()
+
+	calls := rec.snapshot()
+	sr.Calls, sr.Throttled = window(calls, t0, idleStart)
+	sr.IdleCalls, _ = window(calls, idleStart, idleEnd)
+	sr.IdlePerHour = float64(sr.IdleCalls) * float64(time.Hour) / float64(c.Idle)
+	sr.ByOp = map[string]int{}
+	for _, cl := range calls {
+		if cl.t.Before(idleStart) {
+			sr.ByOp[cl.op]++
+		}
+	}
+	sr.Outcome = analyse(f, builds, updates(calls, sim, f), c.Speed)
+	return sr, nil
+}
+
+func toPublished(builds []build) []published {
+	out := make([]published, len(builds))
+	for i, b := range builds {
+		out[i] = published{build: b}
+	}
+	return out
+}
+
+func runPolling(ctx context.Context, cfg *Config, f *fleet, builds []build, res *Result) error {
+	rec := &recorder{}
+	sim, url, err := cfg.newSim(f, rec)
+	if err != nil {
+		return err
+	}
+	defer sim.Close()
+	awsCfg := cfg.awsConfig()
+	p := &poller{
+		ecs:      ecs.NewFromConfig(awsCfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(url) }),
+		ecr:      ecr.NewFromConfig(awsCfg, func(o *ecr.Options) { o.BaseEndpoint = aws.String(url) }),
+		fleet:    f,
+		workers:  cfg.PollWorkers,
+		interval: cfg.real(cfg.PollInterval),
+	}
+	cfg.logf("polling N=%d: cron every %s (simulated), %d workers", len(f.Envs), cfg.PollInterval, cfg.PollWorkers)
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	pub := toPublished(builds)
+	var sr SystemResult
+	var phaseErr error
+	start := func() {
+		go func() {
+			defer close(done)
+			p.run(pctx)
+		}()
+	}
+	sr, phaseErr = cfg.phases(ctx, pub, start, func(b build) error {
+		return sim.PushImage(b.App, b.Image[strings.LastIndex(b.Image, ":")+1:], "")
+	}, rec, sim, f)
+	stop()
+	<-done
+	if phaseErr != nil {
+		return phaseErr
+	}
+	ticks := p.stats()
+	for _, t := range ticks {
+		sr.SkippedChecks += t.skipped
+	}
+	if len(ticks) > 0 {
+		res.PollFirstTick = simDur(ticks[0].duration, cfg.Speed)
+		res.PollFirstTickCalls, _ = window(rec.snapshot(), ticks[0].start, ticks[0].start.Add(ticks[0].duration))
+	}
+	res.Poll = sr
+	return nil
+}

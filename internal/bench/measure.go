@@ -1,0 +1,310 @@
+package bench
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/ecssim"
+)
+
+// call is one observed AWS call.
+type call struct {
+	t   time.Time
+	op  string
+	err string
+	// for successful UpdateService calls
+	cluster, service, taskDef string
+}
+
+// recorder keeps every AWS call the simulator observed while on.
+type recorder struct {
+	on    atomic.Bool
+	mu    sync.Mutex
+	calls []call
+}
+
+func (r *recorder) observe(c ecssim.Call) {
+	if !r.on.Load() {
+		return
+	}
+	rc := call{t: c.Time, op: c.Operation, err: c.ErrorCode}
+	if c.Operation == "UpdateService" && c.ErrorCode == "" {
+		var req struct {
+			Cluster, Service, TaskDefinition string
+		}
+		if json.Unmarshal(c.Body, &req) == nil {
+			rc.cluster, rc.service, rc.taskDef = req.Cluster, req.Service, req.TaskDefinition
+		}
+	}
+	r.mu.Lock()
+	r.calls = append(r.calls, rc)
+	r.mu.Unlock()
+}
+
+func (r *recorder) snapshot() []call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]call(nil), r.calls...)
+}
+
+// window counts the calls and throttles in [from, to).
+func window(calls []call, from, to time.Time) (n, throttled int) {
+	for _, c := range calls {
+		if c.t.Before(from) || !c.t.Before(to) {
+			continue
+		}
+		n++
+		if c.err == "ThrottlingException" {
+			throttled++
+		}
+	}
+	return n, throttled
+}
+
+// update is a successful UpdateService with the image it deployed.
+type update struct {
+	t     time.Time
+	env   int
+	image string
+}
+
+// updates resolves the image of every successful UpdateService.
+func updates(calls []call, sim *ecssim.Server, f *fleet) []update {
+	cache := map[string]string{}
+	var out []update
+	for _, c := range calls {
+		if c.op != "UpdateService" || c.err != "" || c.taskDef == "" {
+			continue
+		}
+		i, ok := f.byService[clusterName(c.cluster)+"/"+serviceName(c.service)]
+		if !ok {
+			continue
+		}
+		img, ok := cache[c.taskDef]
+		if !ok {
+			img = imageOf(sim, c.taskDef)
+			cache[c.taskDef] = img
+		}
+		out = append(out, update{t: c.t, env: i, image: img})
+	}
+	return out
+}
+
+func clusterName(ref string) string { return ref[strings.LastIndex(ref, "/")+1:] }
+func serviceName(ref string) string { return ref[strings.LastIndex(ref, "/")+1:] }
+
+func imageOf(sim *ecssim.Server, td string) string {
+	doc, ok := sim.TaskDefinition(td)
+	if !ok {
+		return ""
+	}
+	cds, _ := doc["containerDefinitions"].([]any)
+	for _, cd := range cds {
+		m, _ := cd.(map[string]any)
+		if m["name"] == container {
+			s, _ := m["image"].(string)
+			return s
+		}
+	}
+	return ""
+}
+
+// published is a build with the real time it was published.
+type published struct {
+	build
+	t time.Time
+}
+
+// outcome is what the deploys of a run achieved.
+type outcome struct {
+	Published, Deployed int
+	// PairLatency: build published -> UpdateService on one Environment (simulated time).
+	PairLatency []time.Duration
+	// FanoutLatency: build published -> UpdateService on the last unpinned Environment.
+	FanoutLatency []time.Duration
+	// Reverted: pinned Environments whose service was moved off the pin.
+	Reverted int
+	// Updates: successful UpdateService calls.
+	Updates int
+}
+
+// analyse matches builds to UpdateService calls. A build is deployed when its image was
+// deployed on every unpinned Environment of its application at or after it was published.
+func analyse(f *fleet, builds []published, ups []update, speed float64) outcome {
+	o := outcome{Published: len(builds), Updates: len(ups)}
+	byEnv := map[int][]update{}
+	for _, u := range ups {
+		byEnv[u.env] = append(byEnv[u.env], u)
+	}
+	for _, b := range builds {
+		all := true
+		var last time.Duration
+		for _, i := range f.unpinnedOf(b.App) {
+			found := false
+			for _, u := range byEnv[i] {
+				if u.image == b.Image && !u.t.Before(b.t) {
+					d := simDur(u.t.Sub(b.t), speed)
+					o.PairLatency = append(o.PairLatency, d)
+					last = max(last, d)
+					found = true
+					break
+				}
+			}
+			all = all && found
+		}
+		if all {
+			o.Deployed++
+			o.FanoutLatency = append(o.FanoutLatency, last)
+		}
+	}
+	for i, e := range f.Envs {
+		if !e.Pinned {
+			continue
+		}
+		pin := e.initialImage()
+		for _, u := range byEnv[i] {
+			if u.image != pin {
+				o.Reverted++
+				break
+			}
+		}
+	}
+	return o
+}
+
+func simDur(real time.Duration, speed float64) time.Duration {
+	return time.Duration(float64(real) * speed)
+}
+
+func percentile(ds []time.Duration, p float64) (time.Duration, bool) {
+	if len(ds) == 0 {
+		return 0, false
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	idx := int(math.Ceil(p*float64(len(s)))) - 1
+	return s[min(max(idx, 0), len(s)-1)], true
+}
+
+// usage is the process's CPU time, the CPU time of its child processes that are still running
+// (kube-apiserver and etcd), and the peak Go heap seen by a sampler.
+type usage struct {
+	cpu, children time.Duration
+}
+
+func readUsage() usage {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return usage{cpu: tv(ru.Utime) + tv(ru.Stime), children: childCPU()}
+}
+
+func tv(t syscall.Timeval) time.Duration {
+	return time.Duration(t.Sec)*time.Second + time.Duration(t.Usec)*time.Microsecond
+}
+
+// childCPU sums utime+stime of the running children of this process (/proc/<pid>/stat).
+func childCPU() time.Duration {
+	self := os.Getpid()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var ticks int64
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(raw)
+		j := strings.LastIndexByte(s, ')')
+		if j < 0 {
+			continue
+		}
+		fields := strings.Fields(s[j+1:]) // fields[0] is state (field 3)
+		if len(fields) < 13 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(fields[1]); ppid != self {
+			continue
+		}
+		ut, _ := strconv.ParseInt(fields[11], 10, 64)
+		st, _ := strconv.ParseInt(fields[12], 10, 64)
+		ticks += ut + st
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+}
+
+// heapSampler records the peak of live Go heap objects (runtime/metrics
+// /memory/classes/heap/objects:bytes) until stopped.
+type heapSampler struct {
+	stop chan struct{}
+	done chan struct{}
+	peak uint64
+}
+
+func heapInUse() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+func startHeapSampler() *heapSampler {
+	runtime.GC()
+	h := &heapSampler{stop: make(chan struct{}), done: make(chan struct{}), peak: heapInUse()}
+	go func() {
+		defer close(h.done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.stop:
+				return
+			case <-t.C:
+				h.peak = max(h.peak, heapInUse())
+			}
+		}
+	}()
+	return h
+}
+
+func (h *heapSampler) Stop() uint64 {
+	close(h.stop)
+	<-h.done
+	return h.peak
+}
+
+// rssKB returns VmRSS and VmHWM of this process in KiB.
+func rssKB() (rss, hwm int64) {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = v
+		case "VmHWM:":
+			hwm = v
+		}
+	}
+	return rss, hwm
+}
