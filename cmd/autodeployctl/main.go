@@ -101,6 +101,7 @@ func runNotify(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("notify", flag.ExitOnError)
 	url := fs.String("url", "http://127.0.0.1:9292", "Receiver base URL.")
 	keyFile := fs.String("key-file", ".run/manifest-key", "File holding the signing key (the first key is used).")
+	namespace := fs.String("namespace", "", "Send to this namespace's route, signed with its key (default: the cluster-wide route).")
 	var m manifest.Manifest
 	fs.StringVar(&m.Application, "application", "", "Application name (required).")
 	fs.StringVar(&m.BuildID, "build-id", "", "Build id (default: <application>:<build-number>).")
@@ -122,7 +123,7 @@ func runNotify(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", *keyFile, err)
 	}
-	reply, err := notify.Send(ctx, &http.Client{Timeout: 30 * time.Second}, *url, keys[0], &m, time.Now())
+	reply, err := notify.SendTo(ctx, &http.Client{Timeout: 30 * time.Second}, *url, *namespace, keys[0], &m, time.Now())
 	if err != nil {
 		return err
 	}

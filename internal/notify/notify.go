@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,12 @@ func (r Reply) OK() bool { return r.Status >= 200 && r.Status < 300 }
 
 // Send validates m, signs it with key at now and posts it to baseURL + /v1/manifests.
 func Send(ctx context.Context, hc *http.Client, baseURL string, key []byte, m *manifest.Manifest, now time.Time) (Reply, error) {
+	return SendTo(ctx, hc, baseURL, "", key, m, now)
+}
+
+// SendTo is Send for one tenant: with a namespace it posts to
+// /v1/namespaces/<namespace>/manifests, signed with that namespace's key.
+func SendTo(ctx context.Context, hc *http.Client, baseURL, namespace string, key []byte, m *manifest.Manifest, now time.Time) (Reply, error) {
 	if err := m.Validate(); err != nil {
 		return Reply{}, fmt.Errorf("manifest: %w", err)
 	}
@@ -33,7 +40,7 @@ func Send(ctx context.Context, hc *http.Client, baseURL string, key []byte, m *m
 	if err != nil {
 		return Reply{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(baseURL, "/")+"/v1/manifests", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(baseURL, "/")+manifestsPath(namespace), bytes.NewReader(body))
 	if err != nil {
 		return Reply{}, err
 	}
@@ -50,4 +57,11 @@ func Send(ctx context.Context, hc *http.Client, baseURL string, key []byte, m *m
 		return Reply{}, err
 	}
 	return Reply{Status: resp.StatusCode, Body: strings.TrimSpace(string(raw))}, nil
+}
+
+func manifestsPath(namespace string) string {
+	if namespace == "" {
+		return "/v1/manifests"
+	}
+	return "/v1/namespaces/" + url.PathEscape(namespace) + "/manifests"
 }
