@@ -51,7 +51,9 @@ const DefaultBudgetShare = 0.97
 func ScaleLimits(limits map[Category]Bucket, f float64) map[Category]Bucket {
 	out := make(map[Category]Bucket, len(limits))
 	for c, b := range limits {
-		out[c] = Bucket{Burst: max(1, int(math.Round(float64(b.Burst)*f))), PerSecond: b.PerSecond * f}
+		// Rounded down: a share below 1 must leave headroom in the burst too, since the
+		// server's bucket and this one never sample the clock at exactly the same instants.
+		out[c] = Bucket{Burst: max(1, int(math.Floor(float64(b.Burst)*f+1e-9))), PerSecond: b.PerSecond * f}
 	}
 	return out
 }
