@@ -14,8 +14,6 @@ import (
 
 	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
-	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
@@ -87,22 +85,9 @@ func TestDrillAPIServerOutageAnswers503AndLosesNothing(t *testing.T) {
 	// an outage; the live reads and the status writes go through the switchable client.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c, err := cache.New(restConfig, cache.Options{Scheme: scheme, DefaultNamespaces: map[string]cache.Config{h.ns: {}}})
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(receiver.IndexApplication(ctx, c)).To(Succeed())
-	go func() { _ = c.Start(ctx) }()
-	g.Expect(c.WaitForCacheSync(ctx)).To(BeTrue())
+	c := h.indexedCache(ctx)
 
-	// An API server address where nothing listens.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	g.Expect(err).NotTo(HaveOccurred())
-	deadAddr := ln.Addr().String()
-	g.Expect(ln.Close()).To(Succeed())
-	dead := rest.CopyConfig(restConfig)
-	dead.Host = "https://" + deadAddr
-	dead.Timeout = 2 * time.Second
-	deadClient, err := client.New(dead, client.Options{Scheme: scheme})
-	g.Expect(err).NotTo(HaveOccurred())
+	deadClient := h.deadAPIClient()
 	liveClient, err := client.New(restConfig, client.Options{Scheme: scheme})
 	g.Expect(err).NotTo(HaveOccurred())
 

@@ -122,6 +122,34 @@ func TestReceiverAnswersEachErrorWithItsStatusAndWritesNothing(t *testing.T) {
 	g.Expect(r.Code).To(Equal(http.StatusAccepted), r.Raw)
 }
 
+// indexedCache is an informer cache of the test's namespace with the receiver's index, as
+// the manager has; it keeps serving when the API server goes away.
+func (h *harness) indexedCache(ctx context.Context) cache.Cache {
+	h.t.Helper()
+	c, err := cache.New(restConfig, cache.Options{Scheme: scheme, DefaultNamespaces: map[string]cache.Config{h.ns: {}}})
+	h.g.Expect(err).NotTo(HaveOccurred())
+	h.g.Expect(receiver.IndexApplication(ctx, c)).To(Succeed())
+	go func() { _ = c.Start(ctx) }()
+	h.g.Expect(c.WaitForCacheSync(ctx)).To(BeTrue())
+	return c
+}
+
+// deadAPIClient is a client of an API server address where nothing listens, as during an
+// outage.
+func (h *harness) deadAPIClient() client.Client {
+	h.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	h.g.Expect(err).NotTo(HaveOccurred())
+	deadAddr := ln.Addr().String()
+	h.g.Expect(ln.Close()).To(Succeed())
+	dead := rest.CopyConfig(restConfig)
+	dead.Host = "https://" + deadAddr
+	dead.Timeout = 2 * time.Second
+	c, err := client.New(dead, client.Options{Scheme: scheme})
+	h.g.Expect(err).NotTo(HaveOccurred())
+	return c
+}
+
 func TestReceiverAnswers503WhenTheAPIServerWriteFails(t *testing.T) {
 	h := newHarness(t)
 	g := h.g
@@ -131,21 +159,9 @@ func TestReceiverAnswers503WhenTheAPIServerWriteFails(t *testing.T) {
 	// not there, as during an outage.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c, err := cache.New(restConfig, cache.Options{Scheme: scheme, DefaultNamespaces: map[string]cache.Config{h.ns: {}}})
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(receiver.IndexApplication(ctx, c)).To(Succeed())
-	go func() { _ = c.Start(ctx) }()
-	g.Expect(c.WaitForCacheSync(ctx)).To(BeTrue())
+	c := h.indexedCache(ctx)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	g.Expect(err).NotTo(HaveOccurred())
-	deadAddr := ln.Addr().String()
-	g.Expect(ln.Close()).To(Succeed())
-	dead := rest.CopyConfig(restConfig)
-	dead.Host = "https://" + deadAddr
-	dead.Timeout = 2 * time.Second
-	deadClient, err := client.New(dead, client.Options{Scheme: scheme})
-	g.Expect(err).NotTo(HaveOccurred())
+	deadClient := h.deadAPIClient()
 
 	srv := httptest.NewServer(receiver.NewMux(&receiver.Handler{
 		Cache: c, Live: deadClient, Writer: deadClient,

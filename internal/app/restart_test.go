@@ -9,43 +9,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	. "github.com/onsi/gomega"
-	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 	"github.com/autodeploy-dev/autodeploy/internal/ecssim"
+	"github.com/autodeploy-dev/autodeploy/internal/metrics"
 )
-
-// reconciles returns how many reconciles the Environment controller finished, in all managers
-// of this process.
-func reconciles() float64 {
-	families, err := ctrlmetrics.Registry.Gather()
-	if err != nil {
-		return -1
-	}
-	var total float64
-	for _, f := range families {
-		if f.GetName() != "controller_runtime_reconcile_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if label(m, "controller") == "environment" {
-				total += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return total
-}
-
-func label(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
-}
 
 func TestRestartOverUpToDateEnvironmentsMakesNoECSCall(t *testing.T) {
 	h := newHarness(t)
@@ -71,10 +40,10 @@ func TestRestartOverUpToDateEnvironmentsMakesNoECSCall(t *testing.T) {
 	h.stopManager()
 
 	h.sim.ResetCalls()
-	before := reconciles()
+	before := metrics.EnvironmentReconciles()
 	h.startManager()
 	// Every Environment is reconciled once after the restart ...
-	g.Eventually(reconciles, timeout, poll).Should(BeNumerically(">=", before+n))
+	g.Eventually(metrics.EnvironmentReconciles, timeout, poll).Should(BeNumerically(">=", before+n))
 	// ... and none of them costs an ECS call.
 	g.Consistently(h.sim.TotalCalls, "500ms", poll).Should(BeZero())
 }

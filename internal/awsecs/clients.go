@@ -104,13 +104,6 @@ func (c *Clients) assumeRole(region, roleARN, externalID string) aws.Credentials
 	return aws.NewCredentialsCache(provider)
 }
 
-// Budget returns the rate budget of an account ("" for the controller's own) and Region.
-func (c *Clients) Budget(account, region string) *Budget {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.budgetLocked(account, region)
-}
-
 func (c *Clients) budgetLocked(account, region string) *Budget {
 	key := budgetKey{account, region}
 	b, ok := c.budgets[key]

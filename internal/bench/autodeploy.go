@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -37,6 +36,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/awsecs"
 	"github.com/autodeploy-dev/autodeploy/internal/ecssim"
 	"github.com/autodeploy-dev/autodeploy/internal/manifest"
+	"github.com/autodeploy-dev/autodeploy/internal/metrics"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
@@ -122,29 +122,6 @@ func (c *Config) startManager(ctx context.Context, restCfg *rest.Config, ns, sim
 		return nil, errors.Join(errors.New("caches did not sync"), <-m.done)
 	}
 	return m, nil
-}
-
-// reconciles returns how many reconciles the Environment controller finished in this process
-// (controller_runtime_reconcile_total).
-func reconciles() float64 {
-	families, err := ctrlmetrics.Registry.Gather()
-	if err != nil {
-		return -1
-	}
-	var total float64
-	for _, f := range families {
-		if f.GetName() != "controller_runtime_reconcile_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == "environment" {
-					total += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return total
 }
 
 func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
@@ -240,7 +217,7 @@ func runAutodeploy(ctx context.Context, cfg *Config, restCfg *rest.Config, k8s c
 		return err
 	}
 
-	before := reconciles()
+	before := metrics.EnvironmentReconciles()
 	m, err := cfg.startManager(ctx, restCfg, ns, simURL, key, false)
 	if err != nil {
 		return err
@@ -252,7 +229,7 @@ func runAutodeploy(ctx context.Context, cfg *Config, restCfg *rest.Config, k8s c
 	}()
 	// Warm-up: the new Environments are reconciled (pinned ones check their pin once), then
 	// the simulator goes quiet.
-	if err := waitFor(ctx, 10*time.Minute, func() bool { return reconciles() >= before+float64(total) }); err != nil {
+	if err := waitFor(ctx, 10*time.Minute, func() bool { return metrics.EnvironmentReconciles() >= before+float64(total) }); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	if err := quiet(ctx, sim, time.Second); err != nil {
@@ -292,12 +269,12 @@ func runAutodeploy(ctx context.Context, cfg *Config, restCfg *rest.Config, k8s c
 		return err
 	}
 	sim.ResetCalls()
-	before = reconciles()
+	before = metrics.EnvironmentReconciles()
 	start := time.Now()
 	if m, err = cfg.startManager(ctx, restCfg, ns, simURL, key, true); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 10*time.Minute, func() bool { return reconciles() >= before+float64(total) }); err != nil {
+	if err := waitFor(ctx, 10*time.Minute, func() bool { return metrics.EnvironmentReconciles() >= before+float64(total) }); err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}
 	res.RestartReady = time.Since(start)

@@ -76,3 +76,27 @@ var (
 func init() {
 	ctrlmetrics.Registry.MustRegister(Deploys, ECSCalls, ReceiverRequests, ReceiverAuthFailures, ReceiverDuplicates, Builds, BuildToDeployed, ECSThrottleWait, RolloutPolls)
 }
+
+// EnvironmentReconciles returns how many reconciles the Environment controller finished in
+// this process (controller-runtime's controller_runtime_reconcile_total), or -1 when the
+// registry cannot be read. Tests and benchmarks use it to know every Environment was seen.
+func EnvironmentReconciles() float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		return -1
+	}
+	var total float64
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == "environment" {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}
