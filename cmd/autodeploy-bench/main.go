@@ -3,7 +3,10 @@
 // throttles, with N Environments on one local API server (envtest), under the same stream of
 // builds over one simulated hour. See docs/benchmarks.md.
 //
-//	KUBEBUILDER_ASSETS="$(hack/setup-envtest.sh)" go run ./cmd/autodeploy-bench --n 100,1000 --out docs/benchmarks.md
+//	KUBEBUILDER_ASSETS="$(hack/setup-envtest.sh)" go run ./cmd/autodeploy-bench --n 100@60,1000@15 --out docs/benchmarks.md
+//
+// Each system runs in a process of its own: the benchmark starts its own executable again
+// with bench.ChildArg, so that the system's CPU and memory are measured apart.
 package main
 
 import (
@@ -28,6 +31,16 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == bench.ChildArg {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		ctrl.SetLogger(logr.Discard())
+		if err := bench.RunChild(ctx, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "autodeploy-bench (system process):", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "autodeploy-bench:", err)
 		os.Exit(1)
@@ -38,8 +51,12 @@ func run() error {
 	cfg := bench.Config{Log: os.Stderr}
 	var sizes, out, root string
 	var appendOut bool
-	flag.StringVar(&sizes, "n", "100,1000", "Comma-separated numbers of services/Environments (10000 works but takes long).")
-	flag.Float64Var(&cfg.Speed, "speed", 60, "Time compression: simulated seconds per real second (60: one simulated hour in one real minute). Throttle refills, the workload and every interval are scaled by it.")
+	var speed float64
+	var accounts int
+	flag.StringVar(&sizes, "n", "100,1000", "Comma-separated sizes, each N[@speed][/accounts]: N services/Environments, run at time compression speed (default --speed) with the fleet spread over accounts AWS accounts (default --accounts). Example: 100@60,1000@15,10000@5/10.")
+	flag.Float64Var(&speed, "speed", 60, "Default time compression: simulated seconds per real second (60: one simulated hour in one real minute). Throttle refills, the workload and every interval are scaled by it.")
+	flag.IntVar(&accounts, "accounts", 1, "Default number of AWS accounts the fleet is spread over (by application; each with its own throttles, reached through a role).")
+	flag.StringVar(&cfg.Tracking, "rollout-tracking", bench.TrackEvents, "How the manager follows rollouts: events (ECS Deployment State Change events posted to its receiver, --rollout-polling=false) or polling (the fallback tracker).")
 	flag.Uint64Var(&cfg.Seed, "seed", uint64(time.Now().UnixNano()%1_000_000), "Seed of the fleet (pins) and of the build schedule.")
 	flag.IntVar(&cfg.EnvsPerApp, "envs-per-app", 10, "Environments per application (a build fans out to them).")
 	flag.IntVar(&cfg.Clusters, "clusters", 4, "Clusters the services are spread over.")
@@ -61,18 +78,18 @@ func run() error {
 	flag.StringVar(&root, "root", ".", "Repository root (config/crd/bases is read from it).")
 	flag.Parse()
 
-	for _, s := range strings.Split(sizes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			return fmt.Errorf("--n: bad size %q", s)
-		}
-		cfg.Sizes = append(cfg.Sizes, n)
+	var err error
+	if cfg.Runs, err = parseRuns(sizes, speed, accounts); err != nil {
+		return err
 	}
-	if cfg.Speed <= 0 || cfg.EnvsPerApp < 1 || cfg.Clusters < 1 || cfg.PollWorkers < 1 || cfg.RecvWorkers < 1 {
-		return errors.New("--speed, --envs-per-app, --clusters, --poll-workers and --recv-concurrency must be positive")
+	if cfg.Tracking != bench.TrackEvents && cfg.Tracking != bench.TrackPolling {
+		return fmt.Errorf("--rollout-tracking: %q is neither %s nor %s", cfg.Tracking, bench.TrackEvents, bench.TrackPolling)
 	}
-	cfg.AssetsDir = os.Getenv("KUBEBUILDER_ASSETS")
-	if cfg.AssetsDir == "" {
+	if  cfg.EnvsPerApp < 1 || cfg.Clusters < 1 || cfg.PollWorkers < 1 || cfg.RecvWorkers < 1 {
+		return errors.New("--envs-per-app, --clusters, --poll-workers and --recv-concurrency must be positive")
+	}
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
 		return errors.New("KUBEBUILDER_ASSETS is not set: run `make bench-compare`, or KUBEBUILDER_ASSETS=\"$(hack/setup-envtest.sh)\" go run ./cmd/autodeploy-bench")
 	}
 	ctrl.SetLogger(logr.Discard())
@@ -83,7 +100,7 @@ func run() error {
 	started := time.Now()
 	fmt.Fprintf(os.Stderr, "Machine: %s\nSeed: %d (replay with --seed %d)\n", bench.Machine(), cfg.Seed, cfg.Seed)
 	cp := &envtest.Environment{
-		BinaryAssetsDirectory: cfg.AssetsDir,
+		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
@@ -92,6 +109,7 @@ func run() error {
 		return fmt.Errorf("starting the control plane: %w", err)
 	}
 	defer func() { _ = cp.Stop() }()
+	cfg.KubeConfig = cp.KubeConfig
 	k8s, err := client.New(restCfg, client.Options{Scheme: bench.Scheme})
 	if err != nil {
 		return err
@@ -125,4 +143,35 @@ func commandLine() string {
 	args := []string{`KUBEBUILDER_ASSETS="$(hack/setup-envtest.sh)"`, "go", "run", "./cmd/autodeploy-bench"}
 	args = append(args, os.Args[1:]...)
 	return strings.Join(args, " ")
+}
+
+// parseRuns reads --n: comma-separated N[@speed][/accounts].
+func parseRuns(list string, speed float64, accounts int) ([]bench.RunSpec, error) {
+	var out []bench.RunSpec
+	for _, item := range strings.Split(list, ",") {
+		item = strings.TrimSpace(item)
+		r := bench.RunSpec{Speed: speed, Accounts: accounts}
+		rest, acc, hasAcc := strings.Cut(item, "/")
+		nStr, sp, hasSpeed := strings.Cut(rest, "@")
+		n, err := strconv.Atoi(nStr)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--n: %q: the size must be a positive number of Environments", item)
+		}
+		r.N = n
+		if hasSpeed {
+			if r.Speed, err = strconv.ParseFloat(sp, 64); err != nil || r.Speed <= 0 {
+				return nil, fmt.Errorf("--n: %q: the speed after @ must be a positive number", item)
+			}
+		}
+		if hasAcc {
+			if r.Accounts, err = strconv.Atoi(acc); err != nil || r.Accounts < 1 {
+				return nil, fmt.Errorf("--n: %q: the number of accounts after / must be a positive integer", item)
+			}
+		}
+		if r.Speed <= 0 || r.Accounts < 1 {
+			return nil, errors.New("--speed and --accounts must be positive")
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }

@@ -1,12 +1,14 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -20,15 +22,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 	"github.com/autodeploy-dev/autodeploy/controllers"
@@ -36,13 +37,12 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/awsecs"
 	"github.com/autodeploy-dev/autodeploy/internal/ecssim"
 	"github.com/autodeploy-dev/autodeploy/internal/manifest"
-	"github.com/autodeploy-dev/autodeploy/internal/metrics"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
 
 // manager is a running autodeploy manager (reconciler, rollout tracker and receiver), wired
-// as cmd/manager and internal/devenv wire it.
+// as cmd/manager and internal/devenv wire it. It runs in a child process (RunChild).
 type manager struct {
 	cancel context.CancelFunc
 	done   chan error
@@ -63,10 +63,12 @@ func (m *manager) stop() error {
 // Speed: the client-side ECS budget (AWS's limits × 0.97, refill × Speed), the reconciler's
 // retry delays (1 s .. 5 min) and the rollout tracker's intervals (5 s .. 2 min) divided by
 // Speed, and the Kubernetes client's QPS (controller-runtime's 20, burst 30) multiplied by it.
+// Rollouts are followed by the polling tracker, or, with Tracking "events", only by the ECS
+// events posted to the receiver's /v1/events with eventKey.
 //
 // The receiver's per-tenant rate limit (10/s, burst 50) is compressed too, unless unlimited,
 // which lifts it for the throughput measurement.
-func (c *Config) startManager(ctx context.Context, restCfg *rest.Config, ns, simURL string, key []byte, unlimited bool) (*manager, error) {
+func (c *Config) startManager(ctx context.Context, restCfg *rest.Config, ns, simURL string, key, eventKey []byte, unlimited bool) (*manager, error) {
 	kcfg := rest.CopyConfig(restCfg)
 	kcfg.QPS, kcfg.Burst = float32(20*c.Speed), int(30*c.Speed)
 	mgr, err := ctrl.NewManager(kcfg, ctrl.Options{
@@ -74,7 +76,6 @@ func (c *Config) startManager(ctx context.Context, restCfg *rest.Config, ns, sim
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 		Logger:                 logr.Discard(),
 	})
 	if err != nil {
@@ -87,10 +88,14 @@ func (c *Config) startManager(ctx context.Context, restCfg *rest.Config, ns, sim
 	clients := awsecs.NewFromConfig(c.awsConfig(), awsecs.Options{
 		Limits: limits,
 		ECS:    []func(*ecs.Options){func(o *ecs.Options) { o.BaseEndpoint = aws.String(simURL) }},
+		STS:    []func(*sts.Options){func(o *sts.Options) { o.BaseEndpoint = aws.String(simURL) }},
 	})
 	recvOpts := app.ReceiverOptions{Rate: rate.Limit(receiver.DefaultRate * c.Speed), Burst: receiver.DefaultBurst}
 	if unlimited {
 		recvOpts.Rate = rate.Inf
+	}
+	if len(eventKey) > 0 {
+		recvOpts.EventKeys = func() [][]byte { return [][]byte{eventKey} }
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -104,7 +109,7 @@ func (c *Config) startManager(ctx context.Context, restCfg *rest.Config, ns, sim
 		ECS: func(_ context.Context, t deployv1.ECSTarget) (controllers.ECSAPI, error) {
 			return clients.For(t.Region, t.RoleARN, t.ExternalID), nil
 		},
-		RolloutPolling:          true,
+		RolloutPolling:          c.Tracking != TrackEvents,
 		RolloutPollInterval:     c.real(5 * time.Second),
 		RolloutPollMaxInterval:  c.real(2 * time.Minute),
 		MaxConcurrentReconciles: c.Reconcilers,
@@ -148,7 +153,7 @@ func createEnvironments(ctx context.Context, k8s client.Client, ns string, f *fl
 			ObjectMeta: metav1.ObjectMeta{Name: e.Name, Namespace: ns},
 			Spec: deployv1.EnvironmentSpec{
 				Application: e.App, Branch: "main", AutoDeploy: true,
-				ECS: deployv1.ECSTarget{Region: "us-east-1", Cluster: e.Cluster, Service: e.Service, Container: container},
+				ECS: deployv1.ECSTarget{Region: "us-east-1", Cluster: e.Cluster, Service: e.Service, Container: container, RoleARN: e.RoleARN},
 			},
 		}
 		if e.Pinned {
@@ -197,28 +202,45 @@ func parallel(workers, n int, fn func(i int) error) error {
 	return errors.Join(errs...)
 }
 
-func runAutodeploy(ctx context.Context, cfg *Config, restCfg *rest.Config, k8s client.Client, f *fleet, builds []build, res *Result) error {
+func runAutodeploy(ctx context.Context, cfg *Config, k8s client.Client, f *fleet, builds []build, res *Result) error {
 	rec := &recorder{}
-	sim, simURL, err := cfg.newSim(f, rec)
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	key := []byte(hex.EncodeToString(raw))
+	_, _ = rand.Read(raw)
+	eventKey := []byte(hex.EncodeToString(raw))
+	events := &eventDeliverer{key: eventKey, retry: cfg.real(5 * time.Second)}
+	var simOpts []ecssim.Option
+	if cfg.Tracking == TrackEvents {
+		simOpts = append(simOpts, ecssim.WithEventSink(events.add))
+	}
+	sim, simURL, err := cfg.newSim(f, rec, simOpts...)
 	if err != nil {
 		return err
 	}
 	defer sim.Close()
+	rctx, stopRollouts := context.WithCancel(ctx)
+	defer stopRollouts()
+	go cfg.advanceRollouts(rctx, sim)
+	if cfg.Tracking == TrackEvents {
+		go events.run(rctx, 8)
+	}
+
 	ns := fmt.Sprintf("bench-n%d-%d", len(f.Envs), time.Now().Unix())
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return err
 	}
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	key := []byte(hex.EncodeToString(raw))
 	total := len(f.Envs) + cfg.RecvWorkers
 	cfg.logf("autodeploy N=%d: creating %d Environments in namespace %s", len(f.Envs), total, ns)
 	if err := createEnvironments(ctx, k8s, ns, f, cfg.RecvWorkers); err != nil {
 		return err
 	}
 
-	before := metrics.EnvironmentReconciles()
-	m, err := cfg.startManager(ctx, restCfg, ns, simURL, key, false)
+	spec := childSpec{Role: roleAutodeploy, Config: *cfg, N: len(f.Envs), KubeConfig: cfg.KubeConfig, Namespace: ns, SimURL: simURL, Key: key}
+	if cfg.Tracking == TrackEvents {
+		spec.EventKey = eventKey
+	}
+	m, err := startChild(ctx, spec)
 	if err != nil {
 		return err
 	}
@@ -227,23 +249,24 @@ func runAutodeploy(ctx context.Context, cfg *Config, restCfg *rest.Config, k8s c
 			_ = m.stop()
 		}
 	}()
+	events.setURL(m.hello.Receiver + "/v1/events")
 	// Warm-up: the new Environments are reconciled (pinned ones check their pin once), then
 	// the simulator goes quiet.
-	if err := waitFor(ctx, 10*time.Minute, func() bool { return metrics.EnvironmentReconciles() >= before+float64(total) }); err != nil {
+	if err := waitFor(ctx, 10*time.Minute, func() bool { return m.reconciles(ctx) >= float64(total) }); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	if err := quiet(ctx, sim, time.Second); err != nil {
 		return err
 	}
-	cfg.logf("  warm-up done (%d ECS calls for the pinned Environments); the hour starts", sim.TotalCalls())
-	sim.ResetCalls()
+	cfg.logf("  warm-up done (%d ECS calls for the pinned Environments); the hour starts", totalCalls(sim))
+	resetCalls(sim)
 
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	pub := toPublished(builds)
-	sr, err := cfg.phases(ctx, pub, nil, func(b build) error {
-		_ = sim.PushImage(b.App, b.Image[strings.LastIndex(b.Image, ":")+1:], "")
+	sr, err := cfg.phases(ctx, pub, m, nil, func(b build) error {
+		_ = f.pushImage(sim, b.App, b.Image[strings.LastIndex(b.Image, ":")+1:])
 		now := time.Now()
-		rep, err := notify.Send(ctx, hc, m.url, key, &manifest.Manifest{
+		rep, err := notify.Send(ctx, hc, m.hello.Receiver, key, &manifest.Manifest{
 			Application: b.App, BuildID: fmt.Sprintf("%s:%d", b.App, b.Number), BuildNumber: b.Number,
 			Image: b.Image, Commit: "0123abc", Branch: "main", FinishedAt: &now,
 		}, now)
@@ -258,6 +281,7 @@ func runAutodeploy(ctx context.Context, cfg *Config, restCfg *rest.Config, k8s c
 	if err != nil {
 		return err
 	}
+	sr.EventsDelivered, sr.EventRetries = int(events.delivered.Load()), int(events.retried.Load())
 	res.Auto = sr
 
 	// Controller start over N up-to-date Environments.
@@ -268,26 +292,27 @@ func runAutodeploy(ctx context.Context, cfg *Config, restCfg *rest.Config, k8s c
 	if err := quiet(ctx, sim, time.Second); err != nil {
 		return err
 	}
-	sim.ResetCalls()
-	before = metrics.EnvironmentReconciles()
+	resetCalls(sim)
 	start := time.Now()
-	if m, err = cfg.startManager(ctx, restCfg, ns, simURL, key, true); err != nil {
+	spec.Unlimited = true
+	if m, err = startChild(ctx, spec); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 10*time.Minute, func() bool { return metrics.EnvironmentReconciles() >= before+float64(total) }); err != nil {
+	events.setURL(m.hello.Receiver + "/v1/events")
+	if err := waitFor(ctx, 10*time.Minute, func() bool { return m.reconciles(ctx) >= float64(total) }); err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}
 	res.RestartReady = time.Since(start)
 	_ = sleepUntil(ctx, time.Now().Add(2*time.Second))
-	res.RestartCalls = sim.TotalCalls()
+	res.RestartCalls = totalCalls(sim)
 	cfg.logf("  restart: %d reconciles in %s, %d ECS calls", total, res.RestartReady.Round(time.Millisecond), res.RestartCalls)
 
 	// Receiver throughput against raw status patches, same API server, same concurrency.
-	res.RecvPerSec, res.RecvErrors, err = cfg.receiverThroughput(ctx, hc, m.url, key)
+	res.RecvPerSec, res.RecvErrors, err = cfg.receiverThroughput(ctx, hc, m.hello.Receiver, key)
 	if err != nil {
 		return err
 	}
-	res.PatchPerSec, err = cfg.patchThroughput(ctx, restCfg, ns)
+	res.PatchPerSec, err = cfg.patchThroughput(ctx, cfg.restCfg, ns)
 	if err != nil {
 		return err
 	}
@@ -295,11 +320,128 @@ func runAutodeploy(ctx context.Context, cfg *Config, restCfg *rest.Config, k8s c
 	return nil
 }
 
+// advanceRollouts completes due ECS deployments about every simulated second, as AWS does
+// on its own (the simulator otherwise completes them lazily, on a read).
+func (c *Config) advanceRollouts(ctx context.Context, sim *ecssim.Server) {
+	t := time.NewTicker(c.real(time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			sim.AdvanceRollouts()
+		}
+	}
+}
+
+// eventDeliverer posts the simulator's ECS events to the manager's receiver, as an EventBridge
+// rule with an API destination does: asynchronously, with retries until it is accepted.
+type eventDeliverer struct {
+	key   []byte
+	retry time.Duration
+	url   atomic.Pointer[string]
+
+	mu     sync.Mutex
+	queue  [][]byte
+	signal chan struct{}
+	once   sync.Once
+
+	delivered, retried atomic.Int64
+}
+
+func (d *eventDeliverer) init() { d.once.Do(func() { d.signal = make(chan struct{}, 1) }) }
+
+func (d *eventDeliverer) setURL(u string) { d.url.Store(&u) }
+
+func (d *eventDeliverer) add(ev []byte) {
+	d.init()
+	d.mu.Lock()
+	d.queue = append(d.queue, append([]byte(nil), ev...))
+	d.mu.Unlock()
+	select {
+	case d.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (d *eventDeliverer) next(ctx context.Context) ([]byte, bool) {
+	d.init()
+	for {
+		d.mu.Lock()
+		if len(d.queue) > 0 {
+			ev := d.queue[0]
+			d.queue = d.queue[1:]
+			more := len(d.queue) > 0
+			d.mu.Unlock()
+			if more {
+				select {
+				case d.signal <- struct{}{}:
+				default:
+				}
+			}
+			return ev, true
+		}
+		d.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-d.signal:
+		}
+	}
+}
+
+func (d *eventDeliverer) run(ctx context.Context, workers int) {
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				ev, ok := d.next(ctx)
+				if !ok {
+					return
+				}
+				for !d.post(ctx, hc, ev) {
+					d.retried.Add(1)
+					if sleepUntil(ctx, time.Now().Add(d.retry)) != nil {
+						return
+					}
+				}
+				d.delivered.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (d *eventDeliverer) post(ctx context.Context, hc *http.Client, ev []byte) bool {
+	u := d.url.Load()
+	if u == nil {
+		return false
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *u, bytes.NewReader(ev))
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set("User-Agent", "Amazon/EventBridge/ApiDestinations")
+	req.Header.Set(receiver.APIKeyHeader, string(d.key))
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode/100 == 2
+}
+
 // quiet waits until the simulator saw no call for d.
 func quiet(ctx context.Context, sim *ecssim.Server, d time.Duration) error {
-	last, since := sim.TotalCalls(), time.Now()
+	last, since := totalCalls(sim), time.Now()
 	return waitFor(ctx, 5*time.Minute, func() bool {
-		if n := sim.TotalCalls(); n != last {
+		if n := totalCalls(sim); n != last {
 			last, since = n, time.Now()
 		}
 		return time.Since(since) >= d

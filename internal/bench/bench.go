@@ -16,8 +16,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -36,11 +39,31 @@ func init() {
 	utilruntime.Must(deployv1.AddToScheme(Scheme))
 }
 
+// Rollout tracking modes of the manager (Config.Tracking).
+const (
+	// TrackEvents: rollouts end through ECS "Deployment State Change" events, delivered to
+	// the receiver as an EventBridge API destination would (--rollout-polling=false).
+	TrackEvents = "events"
+	// TrackPolling: the fallback tracker's batched DescribeServices (--rollout-polling=true).
+	TrackPolling = "polling"
+)
+
+// RunSpec is one size of a benchmark run, with the time compression and the number of AWS
+// accounts it runs at.
+type RunSpec struct {
+	N        int     // the number of services/Environments
+	Speed    float64 // time compression: simulated seconds per real second
+	Accounts int     // AWS accounts the fleet is spread over
+}
+
 // Config is one benchmark run.
 type Config struct {
-	Sizes []int   // N, the number of services/Environments
-	Speed float64 // time compression: simulated seconds per real second
-	Seed  uint64
+	Runs []RunSpec `json:"-"`
+	// Speed and Accounts are those of the size being run.
+	Speed    float64
+	Accounts int
+	Seed     uint64
+	Tracking string // TrackEvents or TrackPolling
 
 	EnvsPerApp    int           // Environments per application
 	Clusters      int           // clusters the services are spread over
@@ -58,9 +81,11 @@ type Config struct {
 	RecvDuration  time.Duration // real; length of each throughput measurement
 	RecvWorkers   int
 
-	AssetsDir string    // KUBEBUILDER_ASSETS
-	CRDDir    string    // config/crd/bases
-	Log       io.Writer // progress
+	Log io.Writer `json:"-"` // progress
+	// KubeConfig reaches the API server (for the manager's process); restCfg is the same for
+	// the benchmark process.
+	KubeConfig []byte       `json:"-"`
+	restCfg    *rest.Config `json:"-"`
 }
 
 // sim converts a simulated duration to real time.
@@ -69,6 +94,8 @@ func (c *Config) real(d time.Duration) time.Duration { return time.Duration(floa
 // Result is the outcome for one N.
 type Result struct {
 	N, Apps, Pinned, Builds int
+	Speed                   float64
+	Accounts                int
 	Auto, Poll              SystemResult
 	// Controller start over N up-to-date Environments.
 	RestartCalls       int
@@ -88,10 +115,15 @@ type SystemResult struct {
 	ByOp             map[string]int
 	Outcome          outcome
 	Drain            time.Duration // simulated time after the hour until the last deploy landed
-	CPU, ChildCPU    time.Duration // process and API server+etcd CPU over hour+drain+idle
-	PeakHeap         uint64
-	RSSKB            int64
-	SkippedChecks    int // poller: Environments skipped after an error
+	// CPU over the hour, drain, settle and idle window: the system's own process (the
+	// manager or the cron), the benchmark process (simulator and build sender) and the API
+	// server with etcd.
+	CPU, BenchCPU, ChildCPU time.Duration
+	PeakHeap                uint64 // the system process's peak Go heap (objects)
+	RSSKB                   int64  // the system process's peak RSS (VmHWM)
+	SkippedChecks           int    // poller: Environments skipped after an error
+	// autodeploy with TrackEvents: ECS events delivered to the receiver, and redeliveries.
+	EventsDelivered, EventRetries int
 }
 
 func (c *Config) logf(format string, args ...any) {
@@ -112,9 +144,15 @@ func (c *Config) simBuckets() map[ecssim.Category]ecssim.Bucket {
 }
 
 // newSim starts a simulator seeded with the fleet, recording calls into rec.
-func (c *Config) newSim(f *fleet, rec *recorder) (*ecssim.Server, string, error) {
-	sim := ecssim.New(ecssim.WithThrottling(c.simBuckets()), ecssim.WithRolloutDuration(c.real(c.RolloutTime)),
+func (c *Config) newSim(f *fleet, rec *recorder, opts ...ecssim.Option) (*ecssim.Server, string, error) {
+	opts = append(opts, ecssim.WithThrottling(c.simBuckets()), ecssim.WithRolloutDuration(c.real(c.RolloutTime)),
 		ecssim.WithCallObserver(rec.observe))
+	for _, acct := range f.accounts() {
+		if acct != defaultAccount {
+			opts = append(opts, ecssim.WithRole(roleARN(acct), ""))
+		}
+	}
+	sim := ecssim.New(opts...)
 	if err := f.seed(sim); err != nil {
 		return nil, "", err
 	}
@@ -144,8 +182,10 @@ func (b scaledBackoff) BackoffDelay(attempt int, err error) (time.Duration, erro
 // its backoff compressed by Speed.
 func (c *Config) awsConfig() aws.Config {
 	return aws.Config{
-		Region:      "us-east-1",
-		Credentials: aws.AnonymousCredentials{},
+		Region: "us-east-1",
+		// Long-term keys the simulator does not know act in its default account; roles of the
+		// other accounts are assumed from them.
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDAUTODEPLOYBENCH", "not-checked-by-the-simulator", ""),
 		Retryer: func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
 				o.Backoff = scaledBackoff{inner: retry.NewExponentialJitterBackoff(o.MaxBackoff), speed: c.Speed}
@@ -154,27 +194,32 @@ func (c *Config) awsConfig() aws.Config {
 	}
 }
 
-// Run runs the benchmark for every size.
+// Run runs the benchmark for every size of cfg.Runs, against the API server of restCfg (and
+// cfg.KubeConfig).
 func Run(ctx context.Context, cfg Config, restCfg *rest.Config, k8s client.Client) ([]Result, error) {
 	var out []Result
-	for _, n := range cfg.Sizes {
-		r, err := runSize(ctx, &cfg, restCfg, k8s, n)
+	cfg.restCfg = restCfg
+	for _, run := range cfg.Runs {
+		c := cfg
+		c.Speed, c.Accounts = run.Speed, run.Accounts
+		r, err := runSize(ctx, &c, k8s, run.N)
 		if err != nil {
-			return out, fmt.Errorf("N=%d: %w", n, err)
+			return out, fmt.Errorf("N=%d: %w", run.N, err)
 		}
 		out = append(out, r)
 	}
 	return out, nil
 }
 
-func runSize(ctx context.Context, cfg *Config, restCfg *rest.Config, k8s client.Client, n int) (Result, error) {
+func runSize(ctx context.Context, cfg *Config, k8s client.Client, n int) (Result, error) {
 	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(n)))
-	f := newFleet(n, cfg.EnvsPerApp, cfg.Clusters, cfg.PinnedShare, rng)
+	f := newFleet(n, cfg.EnvsPerApp, cfg.Clusters, cfg.Accounts, cfg.PinnedShare, rng)
 	builds := workload(f, cfg.Hour, cfg.BuildInterval, rng)
-	res := Result{N: n, Apps: len(f.Apps), Pinned: f.pinned(), Builds: len(builds)}
-	cfg.logf("N=%d: %d applications, %d pinned Environments, %d builds in the simulated hour", n, len(f.Apps), res.Pinned, len(builds))
+	res := Result{N: n, Apps: len(f.Apps), Pinned: f.pinned(), Builds: len(builds), Speed: cfg.Speed, Accounts: cfg.Accounts}
+	cfg.logf("N=%d (speed ×%g, %d account(s), rollouts tracked by %s): %d applications, %d pinned Environments, %d builds in the simulated hour",
+		n, cfg.Speed, cfg.Accounts, cfg.Tracking, len(f.Apps), res.Pinned, len(builds))
 
-	if err := runAutodeploy(ctx, cfg, restCfg, k8s, f, builds, &res); err != nil {
+	if err := runAutodeploy(ctx, cfg, k8s, f, builds, &res); err != nil {
 		return res, fmt.Errorf("autodeploy: %w", err)
 	}
 	if err := runPolling(ctx, cfg, f, builds, &res); err != nil {
@@ -185,14 +230,16 @@ func runSize(ctx context.Context, cfg *Config, restCfg *rest.Config, k8s client.
 
 // phases drives the common part of a run: the hour of builds, the drain and the idle window.
 // publish sends one build; done reports whether every application's last build is deployed.
-func (c *Config) phases(ctx context.Context, builds []published, start func(), publish func(build) error, rec *recorder, sim *ecssim.Server, f *fleet) (SystemResult, error) {
+// sys is the system's process, measured on its own; start, if not nil, starts its work.
+func (c *Config) phases(ctx context.Context, builds []published, sys *child, start func() error, publish func(build) error, rec *recorder, sim *ecssim.Server, f *fleet) (SystemResult, error) {
 	var sr SystemResult
-	hs := startHeapSampler()
-	u0 := readUsage()
+	u0, sys0 := readUsage(sys.pid()), sys.cpu()
 	t0 := time.Now()
 	rec.on.Store(true)
 	if start != nil {
-		start()
+		if err := start(); err != nil {
+			return sr, err
+		}
 	}
 	errs := make(chan error, len(builds))
 	for i := range builds {
@@ -244,10 +291,14 @@ func (c *Config) phases(ctx context.Context, builds []published, start func(), p
 		return sr, err
 	}
 	rec.on.Store(false)
-	u1 := readUsage()
-	sr.PeakHeap = hs.Stop()
-	sr.CPU, sr.ChildCPU = u1.cpu-u0.cpu, u1.children-u0.children
-	_, sr.RSSKB = rssKB()
+	u1, sys1 := readUsage(sys.pid()), sys.cpu()
+	sr.CPU, sr.BenchCPU, sr.ChildCPU = sys1-sys0, u1.cpu-u0.cpu, u1.children-u0.children
+	_, sr.RSSKB = sys.rssKB()
+	st, err := sys.stats(ctx)
+	if err != nil {
+		return sr, fmt.Errorf("the system's process: %w", err)
+	}
+	sr.PeakHeap = st.PeakHeap
 
 	calls := rec.snapshot()
 	sr.Calls, sr.Throttled = window(calls, t0, idleStart)
@@ -278,42 +329,59 @@ func runPolling(ctx context.Context, cfg *Config, f *fleet, builds []build, res 
 		return err
 	}
 	defer sim.Close()
-	awsCfg := cfg.awsConfig()
-	p := &poller{
-		ecs:      ecs.NewFromConfig(awsCfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(url) }),
-		ecr:      ecr.NewFromConfig(awsCfg, func(o *ecr.Options) { o.BaseEndpoint = aws.String(url) }),
-		fleet:    f,
-		workers:  cfg.PollWorkers,
-		interval: cfg.real(cfg.PollInterval),
-	}
+	rctx, stopRollouts := context.WithCancel(ctx)
+	defer stopRollouts()
+	go cfg.advanceRollouts(rctx, sim)
 	cfg.logf("polling N=%d: cron every %s (simulated), %d workers", len(f.Envs), cfg.PollInterval, cfg.PollWorkers)
-	pctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
+	cron, err := startChild(ctx, childSpec{Role: roleCron, Config: *cfg, N: len(f.Envs), SimURL: url})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cron.stop() }()
 	pub := toPublished(builds)
-	var sr SystemResult
-	var phaseErr error
-	start := func() {
-		go func() {
-			defer close(done)
-			p.run(pctx)
-		}()
-	}
-	sr, phaseErr = cfg.phases(ctx, pub, start, func(b build) error {
-		return sim.PushImage(b.App, b.Image[strings.LastIndex(b.Image, ":")+1:], "")
+	sr, err := cfg.phases(ctx, pub, cron, func() error { return cron.start(ctx) }, func(b build) error {
+		return f.pushImage(sim, b.App, b.Image[strings.LastIndex(b.Image, ":")+1:])
 	}, rec, sim, f)
-	stop()
-	<-done
-	if phaseErr != nil {
-		return phaseErr
+	if err != nil {
+		return err
 	}
-	ticks := p.stats()
-	for _, t := range ticks {
-		sr.SkippedChecks += t.skipped
+	st, err := cron.stats(ctx)
+	if err != nil {
+		return err
 	}
-	if len(ticks) > 0 {
-		res.PollFirstTick = simDur(ticks[0].duration, cfg.Speed)
-		res.PollFirstTickCalls, _ = window(rec.snapshot(), ticks[0].start, ticks[0].start.Add(ticks[0].duration))
+	for _, t := range st.Ticks {
+		sr.SkippedChecks += t.Skipped
+	}
+	if len(st.Ticks) > 0 {
+		first := st.Ticks[0]
+		res.PollFirstTick = simDur(first.Duration, cfg.Speed)
+		res.PollFirstTickCalls, _ = window(rec.snapshot(), first.Start, first.Start.Add(first.Duration))
 	}
 	res.Poll = sr
 	return nil
+}
+
+// newPoller builds the cron with the real ECS and ECR clients (default retries, no budget), one
+// pair per account: the default account's with the long-term keys, the others' through an
+// assumed role.
+func (c *Config) newPoller(ctx context.Context, f *fleet, simURL string) (*poller, error) {
+	base := c.awsConfig()
+	stsClient := sts.NewFromConfig(base, func(o *sts.Options) { o.BaseEndpoint = aws.String(simURL) })
+	p := &poller{
+		clients:  map[string]accountClients{},
+		fleet:    f,
+		workers:  c.PollWorkers,
+		interval: c.real(c.PollInterval),
+	}
+	for _, acct := range f.accounts() {
+		cfg := base.Copy()
+		if acct != defaultAccount {
+			cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsClient, roleARN(acct)))
+		}
+		p.clients[acct] = accountClients{
+			ecs: ecs.NewFromConfig(cfg, func(o *ecs.Options) { o.BaseEndpoint = aws.String(simURL) }),
+			ecr: ecr.NewFromConfig(cfg, func(o *ecr.Options) { o.BaseEndpoint = aws.String(simURL) }),
+		}
+	}
+	return p, nil
 }

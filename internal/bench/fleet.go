@@ -18,15 +18,35 @@ func imageRef(repo, tag string) string { return registry + "/" + repo + ":" + ta
 // envSpec is one Environment and its ECS service.
 type envSpec struct {
 	Name, App, Cluster, Service string
+	Account                     string // AWS account of the service
+	RoleARN                     string // role to assume in Account; "" for the simulator's default account
 	Pinned                      bool
 }
+
+// key identifies the Environment's service across accounts.
+func (e envSpec) key() string { return serviceKey(e.Account, e.Cluster, e.Service) }
+
+func serviceKey(account, cluster, service string) string {
+	return account + "/" + cluster + "/" + service
+}
+
+// defaultAccount is the simulator's default account: the one unsigned and non-assumed-role
+// calls act in.
+const defaultAccount = "123456789012"
+
+// accountID is the k-th account of a fleet spread over more than one.
+func accountID(k int) string { return fmt.Sprintf("2100000%05d", k) }
+
+// roleARN is the role autodeploy and the cron assume in account.
+func roleARN(account string) string { return "arn:aws:iam::" + account + ":role/autodeploy-bench" }
 
 // fleet is N services, grouped into applications of envsPerApp Environments each.
 type fleet struct {
 	Envs      []envSpec
 	Apps      []string
 	byApp     map[string][]int
-	byService map[string]int // cluster/service -> index
+	byService map[string]int // account/cluster/service -> index
+	byApp2Acc map[string]string
 }
 
 func (f *fleet) pinned() int {
@@ -51,27 +71,55 @@ func (f *fleet) unpinnedOf(app string) []int {
 
 // newFleet builds n Environments: applications of envsPerApp Environments (like a
 // staging/prod fan-out), spread over clusters; a fraction pinned is pinned (at least one
-// Environment of each application stays unpinned).
-func newFleet(n, envsPerApp, clusters int, pinned float64, rng *rand.Rand) *fleet {
-	f := &fleet{byApp: map[string][]int{}, byService: map[string]int{}}
+// Environment of each application stays unpinned). With more than one account, applications
+// are dealt out over them round-robin and every service is reached through a role in its
+// account; with one, everything is in the simulator's default account.
+func newFleet(n, envsPerApp, clusters, accounts int, pinned float64, rng *rand.Rand) *fleet {
+	f := &fleet{byApp: map[string][]int{}, byService: map[string]int{}, byApp2Acc: map[string]string{}}
 	for i := 0; i < n; i++ {
 		a, j := i/envsPerApp, i%envsPerApp
-		app := fmt.Sprintf("app-%04d", a)
+		app := fmt.Sprintf("app-%05d", a)
+		acct, role := defaultAccount, ""
+		if accounts > 1 {
+			acct = accountID(a % accounts)
+			role = roleARN(acct)
+		}
 		if j == 0 {
 			f.Apps = append(f.Apps, app)
+			f.byApp2Acc[app] = acct
 		}
 		e := envSpec{
 			Name:    fmt.Sprintf("%s-e%02d", app, j),
 			App:     app,
 			Cluster: fmt.Sprintf("cluster-%d", j%clusters),
 			Service: fmt.Sprintf("%s-e%02d", app, j),
+			Account: acct,
+			RoleARN: role,
 			Pinned:  j > 0 && rng.Float64() < pinned,
 		}
 		f.byApp[app] = append(f.byApp[app], i)
-		f.byService[e.Cluster+"/"+e.Service] = i
+		f.byService[e.key()] = i
 		f.Envs = append(f.Envs, e)
 	}
 	return f
+}
+
+// accounts returns the fleet's accounts, in order of first appearance.
+func (f *fleet) accounts() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, e := range f.Envs {
+		if !seen[e.Account] {
+			seen[e.Account] = true
+			out = append(out, e.Account)
+		}
+	}
+	return out
+}
+
+// pushImage records a pushed image in the application's ECR repository (not an API call).
+func (f *fleet) pushImage(sim *ecssim.Server, app, tag string) error {
+	return sim.Account(f.byApp2Acc[app]).PushImage(app, tag, "")
 }
 
 // Initial images: every service runs v1 (the newest image in ECR), except pinned ones, which
@@ -92,26 +140,29 @@ func (e envSpec) initialImage() string {
 // seed creates the clusters, task definitions, services and ECR images of the fleet in sim.
 func (f *fleet) seed(sim *ecssim.Server) error {
 	for _, app := range f.Apps {
-		if err := sim.PushImage(app, tagOld, ""); err != nil {
+		if err := f.pushImage(sim, app, tagOld); err != nil {
 			return err
 		}
-		time.Sleep(2 * time.Millisecond) // v1 is strictly newer in imagePushedAt
-		if err := sim.PushImage(app, tagCurrent, ""); err != nil {
+	}
+	time.Sleep(2 * time.Millisecond) // v1 is strictly newer in imagePushedAt
+	for _, app := range f.Apps {
+		if err := f.pushImage(sim, app, tagCurrent); err != nil {
 			return err
 		}
 	}
 	for _, e := range f.Envs {
-		if err := sim.SeedCluster(e.Cluster); err != nil {
+		acct := sim.Account(e.Account)
+		if err := acct.SeedCluster(e.Cluster); err != nil {
 			return err
 		}
 		td, err := json.Marshal(taskDefinition(e))
 		if err != nil {
 			return err
 		}
-		if _, err := sim.SeedTaskDefinition(td); err != nil {
+		if _, err := acct.SeedTaskDefinition(td); err != nil {
 			return err
 		}
-		if err := sim.SeedService(e.Cluster, e.Service, e.Service, 2); err != nil {
+		if err := acct.SeedService(e.Cluster, e.Service, e.Service, 2); err != nil {
 			return err
 		}
 	}
@@ -121,8 +172,8 @@ func (f *fleet) seed(sim *ecssim.Server) error {
 func taskDefinition(e envSpec) map[string]any {
 	return map[string]any{
 		"family":                  e.Service,
-		"taskRoleArn":             "arn:aws:iam::123456789012:role/" + e.App + "-task",
-		"executionRoleArn":        "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+		"taskRoleArn":             "arn:aws:iam::" + e.Account + ":role/" + e.App + "-task",
+		"executionRoleArn":        "arn:aws:iam::" + e.Account + ":role/ecsTaskExecutionRole",
 		"networkMode":             "awsvpc",
 		"requiresCompatibilities": []string{"FARGATE"},
 		"cpu":                     "256",

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,9 +20,10 @@ import (
 
 // call is one observed AWS call.
 type call struct {
-	t   time.Time
-	op  string
-	err string
+	t       time.Time
+	account string
+	op      string
+	err     string
 	// for successful UpdateService calls
 	cluster, service, taskDef string
 }
@@ -37,7 +39,7 @@ func (r *recorder) observe(c ecssim.Call) {
 	if !r.on.Load() {
 		return
 	}
-	rc := call{t: c.Time, op: c.Operation, err: c.ErrorCode}
+	rc := call{t: c.Time, account: c.Account, op: c.Operation, err: c.ErrorCode}
 	if c.Operation == "UpdateService" && c.ErrorCode == "" {
 		var req struct {
 			Cluster, Service, TaskDefinition string
@@ -55,6 +57,22 @@ func (r *recorder) snapshot() []call {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]call(nil), r.calls...)
+}
+
+// totalCalls is the number of wire calls the simulator handled, over all accounts.
+func totalCalls(sim *ecssim.Server) int {
+	n := 0
+	for _, id := range sim.Accounts() {
+		n += sim.Account(id).TotalCalls()
+	}
+	return n
+}
+
+// resetCalls zeroes the simulator's counters in every account.
+func resetCalls(sim *ecssim.Server) {
+	for _, id := range sim.Accounts() {
+		sim.Account(id).ResetCalls()
+	}
 }
 
 // window counts the calls and throttles in [from, to).
@@ -86,14 +104,14 @@ func updates(calls []call, sim *ecssim.Server, f *fleet) []update {
 		if c.op != "UpdateService" || c.err != "" || c.taskDef == "" {
 			continue
 		}
-		i, ok := f.byService[clusterName(c.cluster)+"/"+serviceName(c.service)]
+		i, ok := f.byService[serviceKey(c.account, clusterName(c.cluster), serviceName(c.service))]
 		if !ok {
 			continue
 		}
-		img, ok := cache[c.taskDef]
+		img, ok := cache[c.account+"|"+c.taskDef]
 		if !ok {
-			img = imageOf(sim, c.taskDef)
-			cache[c.taskDef] = img
+			img = imageOf(sim.Account(c.account), c.taskDef)
+			cache[c.account+"|"+c.taskDef] = img
 		}
 		out = append(out, update{t: c.t, env: i, image: img})
 	}
@@ -103,7 +121,7 @@ func updates(calls []call, sim *ecssim.Server, f *fleet) []update {
 func clusterName(ref string) string { return ref[strings.LastIndex(ref, "/")+1:] }
 func serviceName(ref string) string { return ref[strings.LastIndex(ref, "/")+1:] }
 
-func imageOf(sim *ecssim.Server, td string) string {
+func imageOf(sim *ecssim.AccountView, td string) string {
 	doc, ok := sim.TaskDefinition(td)
 	if !ok {
 		return ""
@@ -196,56 +214,78 @@ func percentile(ds []time.Duration, p float64) (time.Duration, bool) {
 	return s[min(max(idx, 0), len(s)-1)], true
 }
 
-// usage is the process's CPU time, the CPU time of its child processes that are still running
-// (kube-apiserver and etcd), and the peak Go heap seen by a sampler.
+// usage is the benchmark process's CPU time and the CPU time of its other running child
+// processes (kube-apiserver and etcd; the systems' processes are excluded).
 type usage struct {
 	cpu, children time.Duration
 }
 
-func readUsage() usage {
+func readUsage(exclude ...int) usage {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return usage{cpu: tv(ru.Utime) + tv(ru.Stime), children: childCPU()}
+	return usage{cpu: tv(ru.Utime) + tv(ru.Stime), children: childCPU(exclude)}
 }
 
 func tv(t syscall.Timeval) time.Duration {
 	return time.Duration(t.Sec)*time.Second + time.Duration(t.Usec)*time.Microsecond
 }
 
-// childCPU sums utime+stime of the running children of this process (/proc/<pid>/stat).
-func childCPU() time.Duration {
+// procStat returns the fields of /proc/<pid>/stat after the command name (fields[0] is the
+// state, field 3).
+func procStat(pid int) []string {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil
+	}
+	s := string(raw)
+	j := strings.LastIndexByte(s, ')')
+	if j < 0 {
+		return nil
+	}
+	if f := strings.Fields(s[j+1:]); len(f) >= 13 {
+		return f
+	}
+	return nil
+}
+
+// statCPU is utime + stime of a procStat.
+func statCPU(fields []string) time.Duration {
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// procCPU is the CPU time (user + system) of process pid so far.
+func procCPU(pid int) time.Duration {
+	if f := procStat(pid); f != nil {
+		return statCPU(f)
+	}
+	return 0
+}
+
+// childCPU sums the CPU time of the running children of this process, except exclude.
+func childCPU(exclude []int) time.Duration {
 	self := os.Getpid()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
 	}
-	var ticks int64
+	var total time.Duration
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+		if err != nil || slices.Contains(exclude, pid) {
 			continue
 		}
-		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
+		f := procStat(pid)
+		if f == nil {
 			continue
 		}
-		s := string(raw)
-		j := strings.LastIndexByte(s, ')')
-		if j < 0 {
+		if ppid, _ := strconv.Atoi(f[1]); ppid != self {
 			continue
 		}
-		fields := strings.Fields(s[j+1:]) // fields[0] is state (field 3)
-		if len(fields) < 13 {
-			continue
-		}
-		if ppid, _ := strconv.Atoi(fields[1]); ppid != self {
-			continue
-		}
-		ut, _ := strconv.ParseInt(fields[11], 10, 64)
-		st, _ := strconv.ParseInt(fields[12], 10, 64)
-		ticks += ut + st
+		total += statCPU(f)
 	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+	return total
 }
 
 // heapSampler records the peak of live Go heap objects (runtime/metrics
@@ -253,7 +293,7 @@ func childCPU() time.Duration {
 type heapSampler struct {
 	stop chan struct{}
 	done chan struct{}
-	peak uint64
+	peak atomic.Uint64
 }
 
 func heapInUse() uint64 {
@@ -264,7 +304,8 @@ func heapInUse() uint64 {
 
 func startHeapSampler() *heapSampler {
 	runtime.GC()
-	h := &heapSampler{stop: make(chan struct{}), done: make(chan struct{}), peak: heapInUse()}
+	h := &heapSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	h.peak.Store(heapInUse())
 	go func() {
 		defer close(h.done)
 		t := time.NewTicker(100 * time.Millisecond)
@@ -274,7 +315,7 @@ func startHeapSampler() *heapSampler {
 			case <-h.stop:
 				return
 			case <-t.C:
-				h.peak = max(h.peak, heapInUse())
+				h.peak.Store(max(h.peak.Load(), heapInUse()))
 			}
 		}
 	}()
@@ -284,12 +325,13 @@ func startHeapSampler() *heapSampler {
 func (h *heapSampler) Stop() uint64 {
 	close(h.stop)
 	<-h.done
-	return h.peak
+	return h.peak.Load()
 }
 
-// rssKB returns VmRSS and VmHWM of this process in KiB.
-func rssKB() (rss, hwm int64) {
-	raw, err := os.ReadFile("/proc/self/status")
+// procRSSKB returns VmRSS and VmHWM (the peak RSS) of process pid ("self" for this one) in
+// KiB.
+func procRSSKB(pid string) (rss, hwm int64) {
+	raw, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return 0, 0
 	}

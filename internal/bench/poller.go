@@ -22,8 +22,7 @@ import (
 // Environment until the next tick. A tick that overruns the next one makes the cron skip it
 // (concurrencyPolicy: Forbid).
 type poller struct {
-	ecs      *ecs.Client
-	ecr      *ecr.Client
+	clients  map[string]accountClients // by account
 	fleet    *fleet
 	workers  int
 	interval time.Duration // real time
@@ -32,11 +31,17 @@ type poller struct {
 	ticks []tickStat
 }
 
+// accountClients are the cron's clients in one account.
+type accountClients struct {
+	ecs *ecs.Client
+	ecr *ecr.Client
+}
+
 type tickStat struct {
-	start    time.Time
-	duration time.Duration
-	skipped  int // Environments skipped after an error
-	deployed int
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"duration"`
+	Skipped  int           `json:"skipped"` // Environments skipped after an error
+	Deployed int           `json:"deployed"`
 }
 
 func (p *poller) run(ctx context.Context) {
@@ -64,7 +69,7 @@ func (p *poller) stats() []tickStat {
 }
 
 func (p *poller) tick(ctx context.Context) tickStat {
-	st := tickStat{start: time.Now()}
+	st := tickStat{Start: time.Now()}
 	jobs := make(chan int)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -76,9 +81,9 @@ func (p *poller) tick(ctx context.Context) tickStat {
 				deployed, err := p.check(ctx, p.fleet.Envs[i])
 				mu.Lock()
 				if err != nil {
-					st.skipped++
+					st.Skipped++
 				} else if deployed {
-					st.deployed++
+					st.Deployed++
 				}
 				mu.Unlock()
 			}
@@ -92,24 +97,25 @@ func (p *poller) tick(ctx context.Context) tickStat {
 	}
 	close(jobs)
 	wg.Wait()
-	st.duration = time.Since(st.start)
+	st.Duration = time.Since(st.Start)
 	return st
 }
 
 // check brings one Environment's service to the newest image of its repository.
 func (p *poller) check(ctx context.Context, e envSpec) (bool, error) {
-	newest, err := p.newestImage(ctx, e.App)
+	cl := p.clients[e.Account]
+	newest, err := p.newestImage(ctx, cl.ecr, e.App)
 	if err != nil {
 		return false, err
 	}
-	svcs, err := p.ecs.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String(e.Cluster), Services: []string{e.Service}})
+	svcs, err := cl.ecs.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String(e.Cluster), Services: []string{e.Service}})
 	if err != nil {
 		return false, err
 	}
 	if len(svcs.Services) != 1 {
 		return false, errors.New("service not found")
 	}
-	td, err := p.ecs.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{
+	td, err := cl.ecs.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{
 		TaskDefinition: svcs.Services[0].TaskDefinition,
 		Include:        []types.TaskDefinitionField{types.TaskDefinitionFieldTags},
 	})
@@ -127,11 +133,11 @@ func (p *poller) check(ctx context.Context, e envSpec) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	reg, err := p.ecs.RegisterTaskDefinition(ctx, in)
+	reg, err := cl.ecs.RegisterTaskDefinition(ctx, in)
 	if err != nil {
 		return false, err
 	}
-	_, err = p.ecs.UpdateService(ctx, &ecs.UpdateServiceInput{
+	_, err = cl.ecs.UpdateService(ctx, &ecs.UpdateServiceInput{
 		Cluster: aws.String(e.Cluster), Service: aws.String(e.Service),
 		TaskDefinition: reg.TaskDefinition.TaskDefinitionArn,
 	})
@@ -139,10 +145,10 @@ func (p *poller) check(ctx context.Context, e envSpec) (bool, error) {
 }
 
 // newestImage returns the reference of the most recently pushed tagged image of repo.
-func (p *poller) newestImage(ctx context.Context, repo string) (string, error) {
+func (p *poller) newestImage(ctx context.Context, client *ecr.Client, repo string) (string, error) {
 	var newest string
 	var at time.Time
-	pages := ecr.NewDescribeImagesPaginator(p.ecr, &ecr.DescribeImagesInput{RepositoryName: aws.String(repo)})
+	pages := ecr.NewDescribeImagesPaginator(client, &ecr.DescribeImagesInput{RepositoryName: aws.String(repo)})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {

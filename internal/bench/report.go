@@ -85,18 +85,31 @@ func rows(r Result, speed float64) []row {
 		{"drain after the hour (simulated)", fmtDur(a.Drain), fmtDur(p.Drain), ""},
 		{"start over N up-to-date Environments: AWS calls", fmt.Sprint(r.RestartCalls), fmt.Sprintf("%d (first tick)", r.PollFirstTickCalls), ""},
 		{"start: time to ready", fmt.Sprintf("%s real (all reconciled)", fmtDur(r.RestartReady)), fmt.Sprintf("%s simulated (first tick)", fmtDur(r.PollFirstTick)), ""},
-		{"process CPU (manager or cron, plus simulator and sender), real s", simCPU(a.CPU), simCPU(p.CPU), ratio(p.CPU.Seconds(), a.CPU.Seconds())},
+		{"CPU of the system's own process (manager or cron), real s", simCPU(a.CPU), simCPU(p.CPU), ratio(p.CPU.Seconds(), a.CPU.Seconds())},
+		{"peak RSS of the system's own process (VmHWM)", mib(a.RSSKB << 10), mib(p.RSSKB << 10), ""},
+		{"peak Go heap of the system's own process", mib(int64(a.PeakHeap)), mib(int64(p.PeakHeap)), ""},
+		{"CPU of the benchmark process (simulator, build sender), real s", simCPU(a.BenchCPU), simCPU(p.BenchCPU), ""},
 		{"kube-apiserver + etcd CPU over the run (real s)", simCPU(a.ChildCPU), simCPU(p.ChildCPU), ratio(p.ChildCPU.Seconds(), a.ChildCPU.Seconds())},
-		{"peak Go heap in use (process)", fmt.Sprintf("%.0f MiB", float64(a.PeakHeap)/(1<<20)), fmt.Sprintf("%.0f MiB", float64(p.PeakHeap)/(1<<20)), ""},
 	}
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// runTitle names one size of a run.
+func runTitle(r Result) string {
+	acc := "one account"
+	if r.Accounts > 1 {
+		acc = fmt.Sprintf("%d accounts", r.Accounts)
+	}
+	return fmt.Sprintf("N = %d (speed ×%g, %s)", r.N, r.Speed, acc)
 }
 
 // WriteTable prints the results as plain text.
 func WriteTable(w io.Writer, cfg Config, results []Result) {
 	for _, r := range results {
-		fmt.Fprintf(w, "\nN=%d services (%d applications × %d Environments, %d pinned), %d builds in one simulated hour, speed ×%g, seed %d\n",
-			r.N, r.Apps, cfg.EnvsPerApp, r.Pinned, r.Builds, cfg.Speed, cfg.Seed)
-		rs := rows(r, cfg.Speed)
+		fmt.Fprintf(w, "\n%s: %d services (%d applications × %d Environments, %d pinned), %d builds in one simulated hour, rollouts tracked by %s, seed %d\n",
+			runTitle(r), r.N, r.Apps, cfg.EnvsPerApp, r.Pinned, r.Builds, cfg.Tracking, cfg.Seed)
+		rs := rows(r, r.Speed)
 		fmt.Fprintf(w, "  %-50s %-28s %-28s %s\n", "metric", "autodeploy", "polling (cron)", "polling/autodeploy")
 		for _, x := range rs {
 			fmt.Fprintf(w, "  %-50s %-28s %-28s %s\n", x.metric, x.auto, x.poll, x.ratio)
@@ -121,24 +134,28 @@ func WriteMarkdown(w io.Writer, cfg Config, command string, started time.Time, e
 	}
 	sizes := make([]string, len(results))
 	for i, r := range results {
-		sizes[i] = fmt.Sprint(r.N)
+		sizes[i] = fmt.Sprintf("%d (×%g)", r.N, r.Speed)
 	}
-	p("\n## Run: N = %s, speed ×%g\n\n", strings.Join(sizes, ", "), cfg.Speed)
+	p("\n## Run: N = %s, rollouts tracked by %s\n\n", strings.Join(sizes, ", "), cfg.Tracking)
 	p("```sh\n%s\n```\n\n", command)
 	p("- Date: %s (the run took %s real)\n", started.UTC().Format("2006-01-02 15:04 MST"), elapsed.Round(time.Second))
 	p("- Machine: %s\n", Machine())
-	p("- Settings: time compression ×%g (one simulated hour in %s real), seed %d, %d Environments per application over %d clusters, %.0f%% pinned, one build per application every %s at a random offset, cron every %s with %d workers, AWS latency %s per call, ECS rollouts take %s, %d concurrent reconciles, rollout tracking by polling.\n\n",
-		cfg.Speed, cfg.real(time.Hour).Round(time.Second), cfg.Seed, cfg.EnvsPerApp, cfg.Clusters, cfg.PinnedShare*100, cfg.BuildInterval,
-		cfg.PollInterval, cfg.PollWorkers, cfg.AWSLatency, cfg.RolloutTime, cfg.Reconcilers)
+	p("- Settings: seed %d, %d Environments per application over %d clusters, %.0f%% pinned, one build per application every %s at a random offset, cron every %s with %d workers, AWS latency %s per call, ECS rollouts take %s, %d concurrent reconciles, rollouts tracked by %s.\n\n",
+		cfg.Seed, cfg.EnvsPerApp, cfg.Clusters, cfg.PinnedShare*100, cfg.BuildInterval,
+		cfg.PollInterval, cfg.PollWorkers, cfg.AWSLatency, cfg.RolloutTime, cfg.Reconcilers, trackingText(cfg.Tracking))
 	p("| N | idle AWS calls/h, polling : autodeploy | total AWS calls, polling / autodeploy | ThrottlingExceptions, polling : autodeploy | builds deployed, autodeploy · polling | rollbacks reverted, autodeploy · polling | p50 / p99 build → UpdateService, autodeploy · polling | receiver / raw status patch |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
+		n := fmt.Sprintf("%d ×%g", r.N, r.Speed)
+		if r.Accounts > 1 {
+			n += fmt.Sprintf(", %d accounts", r.Accounts)
+		}
 		a, q := r.Auto, r.Poll
 		idle := ratio(q.IdlePerHour, a.IdlePerHour)
 		if a.IdlePerHour == 0 {
 			idle = "∞"
 		}
-		p("| %d | %.0f : %.0f (%s) | %s | %d : %d | %d/%d · %d/%d | %d · %d of %d | %s / %s · %s / %s | %.2f |\n",
-			r.N, q.IdlePerHour, a.IdlePerHour, idle,
+		p("| %s | %.0f : %.0f (%s) | %s | %d : %d | %d/%d · %d/%d | %d · %d of %d | %s / %s · %s / %s | %.2f |\n",
+			n, q.IdlePerHour, a.IdlePerHour, idle,
 			ratio(float64(q.Calls), float64(a.Calls)), q.Throttled, a.Throttled,
 			a.Outcome.Deployed, a.Outcome.Published, q.Outcome.Deployed, q.Outcome.Published,
 			a.Outcome.Reverted, q.Outcome.Reverted, r.Pinned,
@@ -147,71 +164,88 @@ func WriteMarkdown(w io.Writer, cfg Config, command string, started time.Time, e
 			r.RecvPerSec/r.PatchPerSec)
 	}
 	for _, r := range results {
-		p("\n### N = %d (speed ×%g)\n\n%d services (%d applications × %d Environments, %d pinned to an older image), %d builds in the simulated hour.\n\n",
-			r.N, cfg.Speed, r.N, r.Apps, cfg.EnvsPerApp, r.Pinned, r.Builds)
+		p("\n### %s\n\n%d services (%d applications × %d Environments, %d pinned to an older image), %d builds in the simulated hour; one simulated hour ran in %s.\n\n",
+			runTitle(r), r.N, r.Apps, cfg.EnvsPerApp, r.Pinned, r.Builds, (time.Duration(float64(time.Hour) / r.Speed)).Round(time.Second))
 		p("| metric | autodeploy | polling (cron) | polling / autodeploy |\n|---|---|---|---|\n")
-		for _, x := range rows(r, cfg.Speed) {
+		for _, x := range rows(r, r.Speed) {
 			p("| %s | %s | %s | %s |\n", x.metric, x.auto, x.poll, x.ratio)
 		}
 		p("| receiver: signed manifests/s (%d senders) vs raw status patches/s (%d writers), real time | %.0f | %.0f (raw patches) | receiver / raw = %.2f |\n",
 			cfg.RecvWorkers, cfg.RecvWorkers, r.RecvPerSec, r.PatchPerSec, r.RecvPerSec/r.PatchPerSec)
 		p("\nCalls by operation (hour, drain and settle): autodeploy %s; polling %s.\n", opList(r.Auto.ByOp), opList(r.Poll.ByOp))
+		if r.Auto.EventsDelivered > 0 {
+			p("autodeploy received %d ECS Deployment State Change events on its receiver (%d redeliveries).\n", r.Auto.EventsDelivered, r.Auto.EventRetries)
+		}
 		if r.Poll.SkippedChecks > 0 {
 			p("The cron skipped %d Environment checks after an error (throttled after the SDK's retries).\n", r.Poll.SkippedChecks)
 		}
 	}
 }
 
+func trackingText(t string) string {
+	if t == TrackEvents {
+		return "ECS events (--rollout-polling=false)"
+	}
+	return "the polling tracker (--rollout-polling=true)"
+}
+
 func writeMethod(w io.Writer, cfg Config) {
 	fmt.Fprintf(w, `
 ## How it is measured
 
-**Setup, per N.** One local control plane (envtest: kube-apiserver and etcd, as `+"`make test`"+`), and
-for each system a fresh ECS simulator (`+"`internal/ecssim`"+`) seeded with the same fleet: N services in
-one account spread over %[1]d clusters, grouped into applications of %[2]d Environments (a build
-fans out to all of them), each service running `+"`<app>:v1`"+`, the newest image of its ECR
-repository; about %.0[3]f%% of the Environments (never the first of an application) were rolled
-back to `+"`<app>:v0`"+` and are pinned there (`+"`spec.pinnedImage`"+`). The simulator enforces AWS's
-published ECS throttles (`+"`ecssim.AWSBuckets()`"+`: service modify 50 + 5/s, service read 100 + 20/s,
-task-definition modify 20 + 1/s, task-definition read 50 + 20/s, and ECR DescribeImages 10/s),
-answers every call after a simulated AWS latency of %[4]s, and keeps a deployment IN_PROGRESS
-for %[5]s.
+**Setup, per N.** One local control plane (envtest: kube-apiserver and etcd, as `+"`"+`make test`+"`"+`), and
+for each system a fresh ECS simulator (`+"`"+`internal/ecssim`+"`"+`) seeded with the same fleet: N services
+spread over %[1]d clusters, grouped into applications of %[2]d Environments (a build fans out to all
+of them), each service running `+"`"+`<app>:v1`+"`"+`, the newest image of its ECR repository; about
+%.0[3]f%% of the Environments (never the first of an application) were rolled back to `+"`"+`<app>:v0`+"`"+`
+and are pinned there (`+"`"+`spec.pinnedImage`+"`"+`). The fleet is in one AWS account, or, where a run says
+so, dealt out by application over several accounts, each reached through an IAM role
+(`+"`"+`spec.ecs.roleARN`+"`"+`, STS AssumeRole answered by the simulator) and each with its own throttles, as
+AWS applies them per account and Region. The simulator enforces AWS's published ECS throttles
+(`+"`"+`ecssim.AWSBuckets()`+"`"+`: service modify 50 + 5/s, service read 100 + 20/s, task-definition modify
+20 + 1/s, task-definition read 50 + 20/s, and ECR DescribeImages 10/s), answers every call after a
+simulated AWS latency of %[4]s, and keeps a deployment IN_PROGRESS for %[5]s, completing it on
+time whether or not anyone looks (as AWS does).
 
 **Workload.** One simulated hour; every application gets one build in every %[6]s slot at a
 random offset (same seed, same builds, for both systems). A build is published to autodeploy as a
-signed manifest (`+"`internal/notify.Send`"+` to the receiver over HTTP) and to the cron as an image
-push to ECR (`+"`sim.PushImage`"+`, not an API call). Then a drain (until the last build of every
-application was deployed everywhere, at most %[7]s), a settle pause of %[8]s (the last rollouts
-end; calls count in the total), and a quiet window of %[9]s with no builds for idle calls.
+signed manifest (`+"`"+`internal/notify.Send`+"`"+` to the receiver over HTTP) and to the cron as an image
+push to ECR (not an API call). Then a drain (until the last build of every application was
+deployed everywhere, at most %[7]s), a settle pause of %[8]s (the last rollouts end; calls count in
+the total), and a quiet window of %[9]s with no builds for idle calls.
 
-**Time compression ×%[10]g.** One simulated hour runs in %[11]s. Every rate and interval is
-scaled by the same factor so that the relative load is that of the real hour: the throttles'
-refill rates (×%[10]g; a bucket's burst is a number of calls and stays), the controller's
-client-side budget (AWS's limits × 0.97, refill ×%[10]g), the build schedule, the cron's
-schedule, the simulated AWS latency, the rollout duration, the SDK's retry backoff (the default
-standard retryer, its jittered exponential backoff divided by %[10]g), the manager's retry delays
-(1 s..5 min), rollout-poll intervals (5 s..2 min), Kubernetes client QPS (20, burst 30, ×%[10]g)
-and the receiver's per-tenant rate limit (10/s, ×%[10]g). All reported durations are simulated
-unless marked real.
+**Time compression ×S.** Each size runs at its own compression S (its title says which), chosen
+so that the machine keeps up with the load: one simulated hour runs in 60/S real minutes. Every
+rate and interval is scaled by S so that the relative load is that of the real hour: the
+throttles' refill rates (a bucket's burst is a number of calls and stays), the controller's
+client-side budget (AWS's limits × 0.97, refill ×S), the build schedule, the cron's schedule, the
+simulated AWS latency, the rollout duration, the SDK's retry backoff (the default standard
+retryer, its jittered exponential backoff divided by S), the manager's retry delays
+(1 s..5 min), rollout-poll intervals (5 s..2 min), Kubernetes client QPS (20, burst 30, ×S) and
+the receiver's per-tenant rate limit (10/s, ×S). All reported durations are simulated unless
+marked real.
 
-**autodeploy** is the real manager (`+"`app.Setup`"+`, as `+"`cmd/manager`"+` and `+"`make run`"+` wire it) running
-in the benchmark process, with its default %[12]d concurrent reconciles, talking to the simulator
-through the real `+"`aws-sdk-go-v2`"+` ECS client with the `+"`internal/awsecs`"+` budget. Rollouts are
-followed by the **fallback polling tracker** (the default, `+"`--rollout-polling=true`"+`: batched
-DescribeServices only while a rollout is in progress); ECS events would remove those calls.
+**autodeploy** is the real manager (`+"`"+`app.Setup`+"`"+`, as `+"`"+`cmd/manager`+"`"+` and `+"`"+`make run`+"`"+` wire it) running
+in a **process of its own** (the benchmark's executable started again as a child), with its
+default %[10]d concurrent reconciles, talking to the simulator through the real `+"`"+`aws-sdk-go-v2`+"`"+`
+ECS and STS clients with the `+"`"+`internal/awsecs`+"`"+` budget. Rollouts are followed by %[11]s.
+With ECS events, the simulator's ECS Deployment State Change events are posted to the
+manager's `+"`"+`/v1/events`+"`"+` as an EventBridge API destination would (API key header, retried until
+accepted), and the manager makes no DescribeServices call to follow them.
 
-**Polling (the baseline)** models the cron autodeploy replaces: every %[13]s, for each
-Environment (%[14]d in parallel), ECR DescribeImages of its repository (newest tagged image by
-push time) and ECS DescribeServices + DescribeTaskDefinition; when the running image differs, it
-registers a revision with the newest image (`+"`internal/taskdef`"+`) and calls UpdateService. It knows
-nothing of pins, so it reverts rollbacks; on any error (ThrottlingException included, after the
-SDK's default 3 attempts) it skips that Environment until the next tick; a tick that overruns the
-next is skipped (concurrencyPolicy Forbid). It uses the real ECS and ECR SDK clients with default
-retries and no client-side budget.
+**Polling (the baseline)** models the cron autodeploy replaces, also in a process of its own:
+every %[12]s, for each Environment (%[13]d in parallel), ECR DescribeImages of its repository
+(newest tagged image by push time) and ECS DescribeServices + DescribeTaskDefinition; when the
+running image differs, it registers a revision with the newest image (`+"`"+`internal/taskdef`+"`"+`) and
+calls UpdateService. It knows nothing of pins, so it reverts rollbacks; on any error
+(ThrottlingException included, after the SDK's default 3 attempts) it skips that Environment
+until the next tick; a tick that overruns the next is skipped (concurrencyPolicy Forbid). It uses
+the real ECS and ECR SDK clients with default retries and no client-side budget, and assumes a
+role per account like autodeploy.
 
 **Metrics.**
 - AWS calls: every ECS and ECR wire call the simulator received, throttled ones and SDK retries
-  included, timestamped by the simulator's call observer (`+"`ecssim.WithCallObserver`"+`). Total:
+  included, timestamped by the simulator's call observer (`+"`"+`ecssim.WithCallObserver`+"`"+`). Total:
   from the first build to the idle window. Idle: the quiet window's calls scaled to one hour.
 - Builds deployed: a build counts when a successful UpdateService put its image on every
   unpinned Environment of its application after it was published (a later build may have
@@ -219,30 +253,32 @@ retries and no client-side budget.
   other image.
 - Latency: from publishing the build to the successful UpdateService with its image, per
   (build, Environment) and per build to the last Environment of its fan-out; deployed ones only.
-- Start: after the hour the manager is stopped and started again over the same N (all up to
-  date, plus %[15]d record-only Environments of the throughput test): ECS calls until 2 s after
-  every Environment was reconciled once (`+"`controller_runtime_reconcile_total`"+`), and the real time
-  until then. The cron's counterpart is its first tick (3 calls per Environment at least).
-- Receiver throughput: %[15]d senders post signed manifests for %[15]d record-only Environments
-  (auto-deploy off: each manifest is one status write, no deploy) for %[16]s real, against %[15]d
-  writers merge-patching `+"`status.latestBuild`"+` of the same Environments directly (no client-side
+- Start: after the hour the manager's process is stopped and a new one started over the same N
+  (all up to date, plus %[14]d record-only Environments of the throughput test): ECS calls until
+  2 s after every Environment was reconciled once (`+"`"+`controller_runtime_reconcile_total`+"`"+`), and the
+  real time from starting the process until then. The cron's counterpart is its first tick (3
+  calls per Environment at least).
+- Receiver throughput: %[14]d senders post signed manifests for %[14]d record-only Environments
+  (auto-deploy off: each manifest is one status write, no deploy) for %[15]s real, against %[14]d
+  writers merge-patching `+"`"+`status.latestBuild`+"`"+` of the same Environments directly (no client-side
   limit), on the same API server in the same run. The receiver's per-tenant rate limit is lifted
   for this measurement (its default, 10/s with burst 50, would cap it at 10/s).
-- CPU: getrusage(RUSAGE_SELF) of the benchmark process, which holds the manager (or the cron),
-  **and** the ECS simulator and the build sender; and, separately, the CPU of the
-  kube-apiserver and etcd child processes (/proc/<pid>/stat). Memory: the peak Go heap in use
-  (runtime/metrics `+"`/memory/classes/heap/objects:bytes`"+`, sampled every 100 ms) of that same
-  process, so the simulator's state is in it too. Both over the hour, drain, settle and idle.
+- CPU and memory, over the hour, drain, settle and idle window: the system's own process
+  (/proc/<pid>/stat utime + stime; peak RSS is its VmHWM, which includes the start and warm-up
+  over the N Environments; peak Go heap is runtime/metrics
+  `+"`"+`/memory/classes/heap/objects:bytes`+"`"+` sampled every 100 ms); the benchmark process, which holds
+  the simulator and the senders (getrusage); and kube-apiserver with etcd (/proc/<pid>/stat).
 
-**Limits of the method.** Compression speeds up the workload but not the machine: at ×%[10]g a
-reconcile that takes 100 ms of real CPU shows as %.0[17]f simulated seconds, so autodeploy's latencies (bound by
-CPU, API-server writes and the task-definition bucket) are inflated at high speed, while the
-cron's (bound by its schedule) are not; conversely the cron, issuing calls as fast as two cores
-allow, sends fewer calls per simulated second than a real one would, so it meets fewer throttles
-here than it would in AWS. Both biases favour polling.
+**Limits of the method.** Compression speeds up the workload but not the machine: at ×S a
+reconcile that takes 100 ms of real CPU shows as S/10 simulated seconds, so autodeploy's latencies
+(bound by CPU, API-server writes and the task-definition bucket) are inflated at high speed,
+while the cron's (bound by its schedule) are not; conversely the cron, issuing calls as fast as
+two cores allow, sends fewer calls per simulated second than a real one would, so it meets fewer
+throttles here than it would in AWS. Both biases favour polling. The API server, etcd, the
+simulator and the system share the machine's cores.
 `, cfg.Clusters, cfg.EnvsPerApp, cfg.PinnedShare*100, cfg.AWSLatency, cfg.RolloutTime, cfg.BuildInterval,
-		cfg.Drain, cfg.Settle, cfg.Idle, cfg.Speed, cfg.real(time.Hour).Round(time.Second), cfg.Reconcilers,
-		cfg.PollInterval, cfg.PollWorkers, cfg.RecvWorkers, cfg.RecvDuration, 0.1*cfg.Speed)
+		cfg.Drain, cfg.Settle, cfg.Idle, cfg.Reconcilers, trackingText(cfg.Tracking),
+		cfg.PollInterval, cfg.PollWorkers, cfg.RecvWorkers, cfg.RecvDuration)
 }
 
 func opList(m map[string]int) string {
