@@ -85,7 +85,7 @@ func run() error {
 	if cfg.Tracking != bench.TrackEvents && cfg.Tracking != bench.TrackPolling {
 		return fmt.Errorf("--rollout-tracking: %q is neither %s nor %s", cfg.Tracking, bench.TrackEvents, bench.TrackPolling)
 	}
-	if  cfg.EnvsPerApp < 1 || cfg.Clusters < 1 || cfg.PollWorkers < 1 || cfg.RecvWorkers < 1 {
+	if cfg.EnvsPerApp < 1 || cfg.Clusters < 1 || cfg.PollWorkers < 1 || cfg.RecvWorkers < 1 {
 		return errors.New("--envs-per-app, --clusters, --poll-workers and --recv-concurrency must be positive")
 	}
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
