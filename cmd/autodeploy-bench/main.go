@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -79,7 +78,7 @@ func run() error {
 	flag.Parse()
 
 	var err error
-	if cfg.Runs, err = parseRuns(sizes, speed, accounts); err != nil {
+	if cfg.Runs, err = bench.ParseRuns(sizes, speed, accounts); err != nil {
 		return err
 	}
 	if cfg.Tracking != bench.TrackEvents && cfg.Tracking != bench.TrackPolling {
@@ -143,35 +142,4 @@ func commandLine() string {
 	args := []string{`KUBEBUILDER_ASSETS="$(hack/setup-envtest.sh)"`, "go", "run", "./cmd/autodeploy-bench"}
 	args = append(args, os.Args[1:]...)
 	return strings.Join(args, " ")
-}
-
-// parseRuns reads --n: comma-separated N[@speed][/accounts].
-func parseRuns(list string, speed float64, accounts int) ([]bench.RunSpec, error) {
-	var out []bench.RunSpec
-	for _, item := range strings.Split(list, ",") {
-		item = strings.TrimSpace(item)
-		r := bench.RunSpec{Speed: speed, Accounts: accounts}
-		rest, acc, hasAcc := strings.Cut(item, "/")
-		nStr, sp, hasSpeed := strings.Cut(rest, "@")
-		n, err := strconv.Atoi(nStr)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("--n: %q: the size must be a positive number of Environments", item)
-		}
-		r.N = n
-		if hasSpeed {
-			if r.Speed, err = strconv.ParseFloat(sp, 64); err != nil || r.Speed <= 0 {
-				return nil, fmt.Errorf("--n: %q: the speed after @ must be a positive number", item)
-			}
-		}
-		if hasAcc {
-			if r.Accounts, err = strconv.Atoi(acc); err != nil || r.Accounts < 1 {
-				return nil, fmt.Errorf("--n: %q: the number of accounts after / must be a positive integer", item)
-			}
-		}
-		if r.Speed <= 0 || r.Accounts < 1 {
-			return nil, errors.New("--speed and --accounts must be positive")
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }

@@ -8,9 +8,11 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -384,4 +386,36 @@ func (c *Config) newPoller(ctx context.Context, f *fleet, simURL string) (*polle
 		}
 	}
 	return p, nil
+}
+
+// ParseRuns reads a list of sizes (the command's --n): comma-separated N[@speed][/accounts],
+// with speed and accounts taken from the defaults when left out.
+func ParseRuns(list string, speed float64, accounts int) ([]RunSpec, error) {
+	var out []RunSpec
+	for _, item := range strings.Split(list, ",") {
+		item = strings.TrimSpace(item)
+		r := RunSpec{Speed: speed, Accounts: accounts}
+		rest, acc, hasAcc := strings.Cut(item, "/")
+		nStr, sp, hasSpeed := strings.Cut(rest, "@")
+		n, err := strconv.Atoi(nStr)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--n: %q: the size must be a positive number of Environments", item)
+		}
+		r.N = n
+		if hasSpeed {
+			if r.Speed, err = strconv.ParseFloat(sp, 64); err != nil || r.Speed <= 0 {
+				return nil, fmt.Errorf("--n: %q: the speed after @ must be a positive number", item)
+			}
+		}
+		if hasAcc {
+			if r.Accounts, err = strconv.Atoi(acc); err != nil || r.Accounts < 1 {
+				return nil, fmt.Errorf("--n: %q: the number of accounts after / must be a positive integer", item)
+			}
+		}
+		if r.Speed <= 0 || r.Accounts < 1 {
+			return nil, errors.New("--speed and --accounts must be positive")
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }

@@ -1,0 +1,136 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	. "github.com/onsi/gomega"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// TestMain lets the test binary act as a system's process: the benchmark starts its own
+// executable again with ChildArg.
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(logr.Discard())
+	if len(os.Args) > 1 && os.Args[1] == ChildArg {
+		ctx, cancel := signalContext()
+		defer cancel()
+		if err := RunChild(ctx, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestParseRuns(t *testing.T) {
+	g := NewWithT(t)
+	runs, err := ParseRuns("100, 1000@15,10000@5/10,50/3", 60, 1)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(runs).To(Equal([]RunSpec{
+		{N: 100, Speed: 60, Accounts: 1},
+		{N: 1000, Speed: 15, Accounts: 1},
+		{N: 10000, Speed: 5, Accounts: 10},
+		{N: 50, Speed: 60, Accounts: 3},
+	}))
+	for in, want := range map[string]string{
+		"":          "the size must be a positive number",
+		"0":         "the size must be a positive number",
+		"ten":       "the size must be a positive number",
+		"100@":      "the speed after @ must be a positive number",
+		"100@-1":    "the speed after @ must be a positive number",
+		"100@fast":  "the speed after @ must be a positive number",
+		"100/0":     "the number of accounts after / must be a positive integer",
+		"100@5/1.5": "the number of accounts after / must be a positive integer",
+	} {
+		_, err := ParseRuns(in, 60, 1)
+		g.Expect(err).To(MatchError(ContainSubstring(want)), "input %q", in)
+		g.Expect(err).To(MatchError(ContainSubstring(fmt.Sprintf("%q", strings.TrimSpace(in)))), "the error names the input %q", in)
+	}
+}
+
+// TestCompareSmallFleet runs the whole comparison on a small fleet spread over two accounts,
+// with both systems in their own processes and rollouts ended by ECS events, and checks what
+// the benchmark exists to show: autodeploy deploys every build, reverts no rollback and makes
+// no AWS call while idle or when it restarts; the cron reverts the pinned Environments and
+// polls while idle.
+func TestCompareSmallFleet(t *testing.T) {
+	g := NewWithT(t)
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		t.Fatal("KUBEBUILDER_ASSETS is not set: run the tests with `make test`, which builds kube-apiserver and etcd into bin/")
+	}
+	cp := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	restCfg, err := cp.Start()
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = cp.Stop() })
+	k8s, err := client.New(restCfg, client.Options{Scheme: Scheme})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	cfg := Config{
+		Runs: []RunSpec{{N: 20, Speed: 60, Accounts: 2}}, Seed: 3, Tracking: TrackEvents,
+		EnvsPerApp: 5, Clusters: 2, PinnedShare: 0.5,
+		BuildInterval: 5 * time.Minute, Hour: 10 * time.Minute, Drain: 5 * time.Minute,
+		Settle: time.Minute, Idle: 5 * time.Minute,
+		PollInterval: time.Minute, PollWorkers: 4,
+		AWSLatency: 40 * time.Millisecond, RolloutTime: time.Minute,
+		Reconcilers: 4, RecvDuration: 500 * time.Millisecond, RecvWorkers: 2,
+		KubeConfig: cp.KubeConfig,
+		Log:        io.Discard,
+	}
+	if testing.Verbose() {
+		cfg.Log = os.Stderr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	results, err := Run(ctx, cfg, restCfg, k8s)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(results).To(HaveLen(1))
+	r := results[0]
+	a, p := r.Auto, r.Poll
+
+	g.Expect(r.Builds).To(Equal(8), "4 applications, 2 builds each")
+	g.Expect(r.Pinned).To(BeNumerically(">", 0))
+	g.Expect(a.Outcome.Deployed).To(Equal(r.Builds), "autodeploy deploys every build")
+	g.Expect(a.Outcome.Reverted).To(BeZero(), "autodeploy never reverts a pin")
+	g.Expect(a.IdleCalls).To(BeZero(), "autodeploy makes no AWS call while idle")
+	g.Expect(r.RestartCalls).To(BeZero(), "autodeploy makes no AWS call when it restarts over up-to-date Environments")
+	g.Expect(a.Throttled).To(BeZero())
+	g.Expect(a.ByOp).NotTo(HaveKey("DescribeImages"))
+	g.Expect(a.ByOp["UpdateService"]).To(Equal(a.Outcome.Updates))
+	g.Expect(a.EventsDelivered).To(BeNumerically(">=", a.Outcome.Updates), "each deploy's rollout ended by its ECS events")
+	// With events, DescribeServices is only the deploy's own look at the service: no polling.
+	g.Expect(a.ByOp["DescribeServices"]).To(Equal(a.ByOp["UpdateService"]))
+
+	g.Expect(p.Outcome.Reverted).To(Equal(r.Pinned), "the cron reverts every pinned Environment")
+	g.Expect(p.IdleCalls).To(BeNumerically(">=", 3*20), "the cron polls every Environment while idle")
+	g.Expect(r.PollFirstTickCalls).To(BeNumerically(">=", 3*20))
+
+	// Each system was measured in its own process.
+	g.Expect(a.RSSKB).To(BeNumerically(">", 0))
+	g.Expect(p.RSSKB).To(BeNumerically(">", 0))
+	g.Expect(a.PeakHeap).To(BeNumerically(">", 0))
+	g.Expect(a.CPU).To(BeNumerically(">", 0))
+	g.Expect(r.RecvPerSec).To(BeNumerically(">", 0))
+	g.Expect(r.PatchPerSec).To(BeNumerically(">", 0))
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
