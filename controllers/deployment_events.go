@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	ktypes "k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -29,15 +30,42 @@ func IndexDeploymentID(ctx context.Context, indexer client.FieldIndexer) error {
 	})
 }
 
+// ServiceIndex is the field index on the name of an Environment's ECS service (the last part
+// of spec.ecs.service, which may be an ARN), used to find the Environment of an ECS event
+// whose deployment id the cache does not know (yet).
+const ServiceIndex = "spec.ecs.service.name"
+
+// IndexService registers ServiceIndex.
+func IndexService(ctx context.Context, indexer client.FieldIndexer) error {
+	return indexer.IndexField(ctx, &deployv1.Environment{}, ServiceIndex, func(o client.Object) []string {
+		return []string{serviceName(o.(*deployv1.Environment).Spec.ECS.Service)}
+	})
+}
+
+func serviceName(s string) string { return s[strings.LastIndex(s, "/")+1:] }
+
+// eventSkew is how much earlier than the deploy's recorded start an ECS event about the same
+// service may be stamped and still be taken for that deploy's (clocks differ).
+const eventSkew = time.Minute
+
 // ECSDeploymentStateChange is the kind of EventBridge event ECS sends as a deployment moves.
 var ECSDeploymentStateChange = receiver.EventKind{Source: "aws.ecs", DetailType: "ECS Deployment State Change"}
 
 // DeploymentEvents ends rollouts from ECS "Deployment State Change" events: the zero-polling
 // way to learn that a deployment COMPLETED or FAILED. Events are matched by deployment id and
 // service ARN, so an event about another service changes nothing.
+//
+// An event can arrive before its deployment id is known: the informer cache may lag behind
+// the status write that recorded it, or that write may still be in flight (UpdateService
+// answered, the API server did not yet). Such an event is looked up again on the live
+// Environment of its service, and if the deploy there is still being recorded the receiver
+// answers 503 so that EventBridge delivers it again: an ending is never dropped for being
+// early.
 type DeploymentEvents struct {
-	// Cache lists Environments by DeploymentIDIndex.
-	Cache    client.Reader
+	// Cache lists Environments by DeploymentIDIndex and ServiceIndex.
+	Cache client.Reader
+	// Live reads an Environment from the API server.
+	Live     client.Reader
 	Rollouts RolloutSink
 }
 
@@ -97,6 +125,11 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *receiver.Event, scope
 			resp.Duplicate = append(resp.Duplicate, key.String())
 		}
 	}
+	if len(resp.Updated) == 0 && len(resp.Duplicate) == 0 {
+		if code, ok := d.early(ctx, ev, obs, scope, &resp); !ok {
+			return code, resp
+		}
+	}
 	switch {
 	case len(resp.Updated) > 0:
 		resp.Result = "recorded"
@@ -106,6 +139,58 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *receiver.Event, scope
 		resp.Result, resp.Message = "no-match", "no Environment is rolling out this deployment"
 	}
 	return http.StatusOK, resp
+}
+
+// early handles an event whose deployment id no cached Environment carries: it reads the
+// live Environments of the event's service and records the ending on the one whose newest
+// deploy has that id (the cache lagged), or asks for a redelivery (ok false, 503) while one of
+// them is still recording a deploy that may be this one.
+func (d *DeploymentEvents) early(ctx context.Context, ev *receiver.Event, obs RolloutObservation, scope receiver.Scope, resp *receiver.Response) (int, bool) {
+	if d.Live == nil {
+		return 0, true
+	}
+	arn := ev.Resources[0]
+	list := &deployv1.EnvironmentList{}
+	opts := []client.ListOption{client.MatchingFields{ServiceIndex: serviceName(arn)}}
+	if !scope.All() {
+		opts = append(opts, client.InNamespace(scope.Namespace))
+	}
+	if err := d.Cache.List(ctx, list, opts...); err != nil {
+		resp.Error = "listing Environments failed; retry"
+		return http.StatusServiceUnavailable, false
+	}
+	for i := range list.Items {
+		if !serviceMatches(arn, list.Items[i].Spec.ECS) {
+			continue
+		}
+		key := client.ObjectKeyFromObject(&list.Items[i])
+		env := &deployv1.Environment{}
+		if err := d.Live.Get(ctx, key, env); err != nil {
+			if client.IgnoreNotFound(err) == nil {
+				continue
+			}
+			resp.Error = fmt.Sprintf("reading %s failed; retry", key)
+			return http.StatusServiceUnavailable, false
+		}
+		if last := env.Status.LastDeploy(); last != nil && last.DeploymentID == obs.DeploymentID {
+			changed, err := d.Rollouts.Record(ctx, key, obs)
+			if err != nil {
+				resp.Error = fmt.Sprintf("recording the rollout of %s failed; retry", key)
+				return http.StatusServiceUnavailable, false
+			}
+			if changed {
+				resp.Updated = append(resp.Updated, key.String())
+			} else {
+				resp.Duplicate = append(resp.Duplicate, key.String())
+			}
+			continue
+		}
+		if p := env.Status.PendingDeploy; p != nil && (obs.At.IsZero() || !obs.At.Before(p.StartedAt.Add(-eventSkew))) {
+			resp.Error = fmt.Sprintf("the deploy of %s to this service is still being recorded; retry", key)
+			return http.StatusServiceUnavailable, false
+		}
+	}
+	return 0, true
 }
 
 // serviceMatches reports whether serviceARN (arn:aws:ecs:region:account:service/cluster/name)

@@ -82,7 +82,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := controllers.IndexDeploymentID(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	deployments := &controllers.DeploymentEvents{Cache: mgr.GetCache(), Rollouts: rollouts}
+	if err := controllers.IndexService(ctx, mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	deployments := &controllers.DeploymentEvents{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Rollouts: rollouts}
 	opts.Receiver.EventRoutes = append(opts.Receiver.EventRoutes, deployments.Route())
 	if err := addReceiver(mgr, opts); err != nil {
 		return err

@@ -1,7 +1,9 @@
 package app_test
 
 import (
+	"bytes"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 	"github.com/autodeploy-dev/autodeploy/internal/ecssim"
+	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
 
 const ecsEventKey = "eventbridge-api-key-0123456789"
@@ -95,4 +98,75 @@ func TestRolloutsEndFromECSEventsWithZeroPolling(t *testing.T) {
 
 	// A wrong key is refused.
 	g.Expect(h.postEvent("/v1/events", completed[0], "wrong-key-0123456789abcdef").Code).To(Equal(http.StatusUnauthorized))
+}
+
+// TestECSEventBeforeItsDeployIsRecordedIsRedelivered: ECS can report a deployment's end
+// before the controller recorded the deployment's id (here the UpdateService response is held
+// back while the deployment completes and its event is posted). The receiver answers 503, so
+// EventBridge delivers the event again, instead of dropping it as unknown; delivered again
+// once the deploy is recorded, it ends the rollout.
+func TestECSEventBeforeItsDeployIsRecordedIsRedelivered(t *testing.T) {
+	q := &eventQueue{}
+	var (
+		h       *harness
+		hold    sync.Once
+		early   = make(chan int, 1)
+		pending [][]byte // the events posted too early, for redelivery
+	)
+	observe := func(c ecssim.Call) {
+		if c.Operation != "UpdateService" || c.ErrorCode != "" {
+			return
+		}
+		// Runs before the UpdateService response reaches the controller.
+		hold.Do(func() {
+			code := -1
+			if h.sim.CompleteDeployment("prod", "shop-api") == nil {
+				for _, ev := range q.drain() {
+					if strings.Contains(string(ev), ecssim.EventDeploymentCompleted) {
+						pending = append(pending, ev)
+						code = postEventCode(h.mgr.receiverURL+"/v1/events", ev, ecsEventKey)
+					}
+				}
+			}
+			early <- code
+		})
+	}
+	h = newHarness(t, withoutPolling(), withSim(ecssim.WithRolloutDuration(time.Hour), ecssim.WithEventSink(q.add), ecssim.WithCallObserver(observe)))
+	g := h.g
+	keys := [][]byte{[]byte(ecsEventKey)}
+	h.eventKeys.Store(&keys)
+	h.seedService("prod", "shop-api", image("v1"))
+	h.createEnv("prod", nil)
+	h.startManager()
+
+	b := newBuild(21)
+	g.Expect(h.post(b).Code).To(Equal(http.StatusAccepted))
+	var code int
+	g.Eventually(early, timeout).Should(Receive(&code))
+	g.Expect(code).To(Equal(http.StatusServiceUnavailable), "an event about a deploy still being recorded must be redelivered, not dropped")
+
+	// The deploy is recorded (InProgress, with its deployment id); the redelivered event ends it.
+	g.Eventually(h.env("prod"), timeout, poll).Should(And(
+		WithTransform(deployedImage, Equal(b.Image)),
+		WithTransform(rolloutResult, Equal(deployv1.ResultInProgress))))
+	g.Expect(pending).To(HaveLen(1))
+	g.Expect(h.postEvent("/v1/events", pending[0], ecsEventKey).Code).To(Equal(http.StatusOK))
+	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(rolloutResult, Equal(deployv1.ResultCompleted)))
+}
+
+// postEventCode posts an EventBridge event and returns the status code (-1 on a transport
+// error); safe to call from any goroutine.
+func postEventCode(url string, body []byte, apiKey string) int {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return -1
+	}
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set(receiver.APIKeyHeader, apiKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return -1
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
