@@ -15,6 +15,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -57,6 +58,8 @@ type managerProcess struct {
 	cmd         *exec.Cmd
 	receiverURL string
 	log         *lockedBuffer
+	// exited is closed once the process has ended (for whatever reason) and been waited for.
+	exited chan struct{}
 }
 
 // lockedBuffer collects a process's output while the test reads it.
@@ -85,13 +88,21 @@ type processFixture struct {
 	keyFile    string
 }
 
+// newProcessFixture runs managers against the shared envtest control plane.
 func newProcessFixture(h *harness) *processFixture {
+	h.t.Helper()
+	return newProcessFixtureFor(h, restConfig)
+}
+
+// newProcessFixtureFor runs managers against the control plane cfg points at (a test's own
+// envtest, for instance), through a kubeconfig file as in a pod.
+func newProcessFixtureFor(h *harness, cfg *rest.Config) *processFixture {
 	h.t.Helper()
 	dir := h.t.TempDir()
 	f := &processFixture{h: h, bin: buildManager(h.t), kubeconfig: filepath.Join(dir, "kubeconfig"), keyFile: filepath.Join(dir, "key")}
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: restConfig.Host, CertificateAuthorityData: restConfig.CAData}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: restConfig.CertData, ClientKeyData: restConfig.KeyData, Token: restConfig.BearerToken}
+	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
 	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "admin"}
 	kc.CurrentContext = "envtest"
 	h.g.Expect(clientcmd.WriteToFile(*kc, f.kubeconfig)).To(Succeed())
@@ -129,9 +140,13 @@ func (f *processFixture) start(extraArgs ...string) *managerProcess {
 		"AWS_SECRET_ACCESS_KEY=not-checked-by-the-simulator",
 		"AWS_EC2_METADATA_DISABLED=true",
 	)
-	p := &managerProcess{cmd: cmd, receiverURL: "http://" + addr, log: &lockedBuffer{}}
+	p := &managerProcess{cmd: cmd, receiverURL: "http://" + addr, log: &lockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	h.g.Expect(cmd.Start()).To(Succeed())
+	go func() {
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
 	h.t.Cleanup(func() { p.kill() })
 	h.g.Eventually(func() error {
 		c, err := net.Dial("tcp", addr)
@@ -145,10 +160,30 @@ func (f *processFixture) start(extraArgs ...string) *managerProcess {
 
 // kill ends the process at once (SIGKILL): no clean shutdown, no lease release.
 func (p *managerProcess) kill() {
-	if p.cmd.ProcessState == nil {
+	select {
+	case <-p.exited:
+	default:
 		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
+		<-p.exited
 	}
+}
+
+// running reports whether the process has not exited.
+func (p *managerProcess) running() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// exitStatus describes how the process ended ("" while it runs).
+func (p *managerProcess) exitStatus() string {
+	if p.running() {
+		return ""
+	}
+	return p.cmd.ProcessState.String() // written by Wait, before exited was closed
 }
 
 func (p *managerProcess) post(h *harness, b build) int {
