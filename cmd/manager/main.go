@@ -6,15 +6,21 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"math"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -76,7 +82,8 @@ func main() {
 		os.Exit(1)
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	cfg := ctrl.GetConfigOrDie()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
@@ -96,6 +103,20 @@ func main() {
 	}
 
 	ctx := ctrl.SetupSignalHandler()
+	// app.Setup needs discovery (the field indexes map the Environment kind), so a manager
+	// started while the API server is unreachable would exit at once and crash-loop, its
+	// restarts spaced ever further apart by the kubelet, well past the API server's return.
+	// It waits instead. The health probes are only served by mgr.Start: the liveness probe
+	// in config/manager/manager.yaml (first look at 15 s, then every 20 s, 3 failures) lets a
+	// pod wait about 55 s before the kubelet restarts it.
+	if err := waitForAPIServer(ctx, cfg, setupLog); err != nil {
+		if ctx.Err() != nil {
+			setupLog.Info("Stopped while waiting for the Kubernetes API server")
+			return
+		}
+		setupLog.Error(err, "Waiting for the Kubernetes API server failed")
+		os.Exit(1)
+	}
 	appOpts := rollout
 	appOpts.ReceiverAddr, appOpts.Keys, appOpts.Receiver = receiverAddr, keys, recvOpts
 	appOpts.MaxConcurrentReconciles, appOpts.RetryBaseDelay, appOpts.RetryMaxDelay = maxConcurrent, retryBase, retryMax
@@ -137,4 +158,65 @@ func namespaces(list string) map[string]cache.Config {
 		}
 	}
 	return out
+}
+
+// apiServerBackoff spaces the attempts to reach the API server at start: 0.5 s, doubling, at
+// most 10 s apart (plus up to 10 % jitter, so that replicas restarted together spread out).
+// Steps only bounds the doublings; Until below never gives up on its own. (Not
+// wait.ExponentialBackoffWithContext: it returns ErrWaitTimeout as soon as the Cap is reached,
+// about 15 s in.)
+var apiServerBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Cap: 10 * time.Second, Steps: math.MaxInt32}
+
+// apiServerAttemptTimeout bounds one attempt, for an API server that does not even refuse
+// connections (a host or a network that is down).
+const apiServerAttemptTimeout = 10 * time.Second
+
+// waitForAPIServer returns once the API server maps the Environment kind, which is what
+// app.Setup needs discovery for, retrying with apiServerBackoff and logging each failed
+// attempt. It returns ctx's error when ctx ends first (SIGTERM), without waiting for the
+// attempt in flight.
+func waitForAPIServer(ctx context.Context, cfg *rest.Config, log logr.Logger) error {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Timeout = apiServerAttemptTimeout
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	var lastErr error
+	next := apiServerBackoff.DelayFunc()
+	// With sliding (and immediate) Until, the delay is asked for once after each failed
+	// attempt, so this logs each failure once, with the time to the next attempt.
+	delay := func() time.Duration {
+		d := next()
+		log.Info("Waiting for the Kubernetes API server", "error", lastErr, "retryIn", d)
+		return d
+	}
+	return wait.DelayFunc(delay).Until(ctx, true, true, func(ctx context.Context) (bool, error) {
+		lastErr = mapEnvironment(ctx, cfg, httpClient)
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return lastErr == nil, nil
+	})
+}
+
+// mapEnvironment maps the Environment kind as the manager's RESTMapper will in app.Setup: a
+// fresh dynamic RESTMapper's discovery (the API groups, and the group's resources).
+func mapEnvironment(ctx context.Context, cfg *rest.Config, httpClient *http.Client) error {
+	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
+	if err != nil {
+		return err
+	}
+	gvk := deployv1.GroupVersion.WithKind("Environment")
+	done := make(chan error, 1)
+	go func() { // RESTMapping takes no context; the attempt ends within apiServerAttemptTimeout
+		_, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
