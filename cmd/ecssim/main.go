@@ -21,12 +21,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/http"
@@ -37,6 +35,7 @@ import (
 	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/ecssim"
+	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
 
 func main() {
@@ -77,10 +76,13 @@ func run() error {
 		}
 		opts = append(opts, ecssim.WithRole(arn, externalID))
 	}
-	var poster *eventPoster
+	var poster *ecssim.EventPoster
 	if *eventsURL != "" {
-		poster = newEventPoster(*eventsURL, *eventsKey)
-		opts = append(opts, ecssim.WithEventSink(poster.enqueue))
+		// One worker: in order, as the events happened; five attempts each.
+		poster = &ecssim.EventPoster{APIKey: *eventsKey, Header: receiver.APIKeyHeader, Workers: 1,
+			Backoff: 200 * time.Millisecond, MaxAttempts: 5, Logf: log.Printf}
+		poster.SetURL(*eventsURL)
+		opts = append(opts, ecssim.WithEventSink(poster.Enqueue))
 	}
 	sim := ecssim.New(opts...)
 	if *seed != "" {
@@ -108,19 +110,8 @@ func run() error {
 	defer stop()
 	if poster != nil {
 		log.Printf("ecssim: posting deployment events to %s", *eventsURL)
-		go poster.run(ctx)
-		go func() {
-			t := time.NewTicker(500 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					sim.AdvanceRollouts()
-				}
-			}
-		}()
+		go poster.Run(ctx)
+		go sim.AdvanceRolloutsEvery(ctx, 500*time.Millisecond)
 	}
 	select {
 	case err := <-errc:
@@ -134,76 +125,4 @@ func run() error {
 		return err
 	}
 	return nil
-}
-
-// eventPoster delivers events to an HTTP endpoint from one goroutine, in
-// order, so that the simulator's requests never wait on the endpoint (unless
-// the queue is full).
-type eventPoster struct {
-	url, apiKey string
-	client      *http.Client
-	queue       chan []byte
-}
-
-func newEventPoster(url, apiKey string) *eventPoster {
-	return &eventPoster{url: url, apiKey: apiKey, client: &http.Client{Timeout: 5 * time.Second},
-		queue: make(chan []byte, 10000)}
-}
-
-func (p *eventPoster) enqueue(event []byte) { p.queue <- event }
-
-func (p *eventPoster) run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e := <-p.queue:
-			p.post(ctx, e)
-		}
-	}
-}
-
-// post sends one event, retrying what EventBridge API destinations retry
-// (401, 407, 409, 429, 5xx, connection errors) up to 5 attempts.
-func (p *eventPoster) post(ctx context.Context, event []byte) {
-	backoff := 200 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		status, err := p.send(ctx, event)
-		retry := err != nil || status == 401 || status == 407 || status == 409 || status == 429 || status >= 500
-		if !retry {
-			if status >= 300 {
-				log.Printf("ecssim: event rejected by %s: HTTP %d", p.url, status)
-			}
-			return
-		}
-		if attempt == 5 || ctx.Err() != nil {
-			log.Printf("ecssim: giving up on event after %d attempts: status %d, err %v", attempt, status, err)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff *= 2
-	}
-}
-
-func (p *eventPoster) send(ctx context.Context, event []byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(event))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	req.Header.Set("User-Agent", "Amazon/EventBridge/ApiDestinations")
-	if p.apiKey != "" {
-		req.Header.Set("X-Autodeploy-Api-Key", p.apiKey)
-	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	return resp.StatusCode, nil
 }

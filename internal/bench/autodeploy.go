@@ -1,14 +1,12 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -209,10 +207,13 @@ func runAutodeploy(ctx context.Context, cfg *Config, k8s client.Client, f *fleet
 	key := []byte(hex.EncodeToString(raw))
 	_, _ = rand.Read(raw)
 	eventKey := []byte(hex.EncodeToString(raw))
-	events := &eventDeliverer{key: eventKey, retry: cfg.real(5 * time.Second)}
+	// ECS events reach the receiver as through an EventBridge API destination (its retry
+	// backoff compressed).
+	events := &ecssim.EventPoster{APIKey: string(eventKey), Header: receiver.APIKeyHeader, Workers: 8,
+		Backoff: cfg.real(time.Second), MaxBackoff: cfg.real(time.Minute), MaxAttempts: 185}
 	var simOpts []ecssim.Option
 	if cfg.Tracking == TrackEvents {
-		simOpts = append(simOpts, ecssim.WithEventSink(events.add))
+		simOpts = append(simOpts, ecssim.WithEventSink(events.Enqueue))
 	}
 	sim, simURL, err := cfg.newSim(f, rec, simOpts...)
 	if err != nil {
@@ -221,9 +222,10 @@ func runAutodeploy(ctx context.Context, cfg *Config, k8s client.Client, f *fleet
 	defer sim.Close()
 	rctx, stopRollouts := context.WithCancel(ctx)
 	defer stopRollouts()
-	go cfg.advanceRollouts(rctx, sim)
+	// ECS completes deployments on time whether or not anyone reads them.
+	go sim.AdvanceRolloutsEvery(rctx, cfg.real(time.Second))
 	if cfg.Tracking == TrackEvents {
-		go events.run(rctx, 8)
+		go events.Run(rctx)
 	}
 
 	ns := fmt.Sprintf("bench-n%d-%d", len(f.Envs), time.Now().Unix())
@@ -249,7 +251,7 @@ func runAutodeploy(ctx context.Context, cfg *Config, k8s client.Client, f *fleet
 			_ = m.stop()
 		}
 	}()
-	events.setURL(m.hello.Receiver + "/v1/events")
+	events.SetURL(m.hello.Receiver + "/v1/events")
 	// Warm-up: the new Environments are reconciled (pinned ones check their pin once), then
 	// the simulator goes quiet.
 	if err := waitFor(ctx, 10*time.Minute, func() bool { return m.reconciles(ctx) >= float64(total) }); err != nil {
@@ -281,7 +283,7 @@ func runAutodeploy(ctx context.Context, cfg *Config, k8s client.Client, f *fleet
 	if err != nil {
 		return err
 	}
-	sr.EventsDelivered, sr.EventRetries = int(events.delivered.Load()), int(events.retried.Load())
+	sr.EventsDelivered, sr.EventRetries, sr.EventsDropped = events.Delivered(), events.Retried(), events.Dropped()
 	res.Auto = sr
 
 	// Controller start over N up-to-date Environments.
@@ -298,7 +300,7 @@ func runAutodeploy(ctx context.Context, cfg *Config, k8s client.Client, f *fleet
 	if m, err = startChild(ctx, spec); err != nil {
 		return err
 	}
-	events.setURL(m.hello.Receiver + "/v1/events")
+	events.SetURL(m.hello.Receiver + "/v1/events")
 	if err := waitFor(ctx, 10*time.Minute, func() bool { return m.reconciles(ctx) >= float64(total) }); err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}
@@ -318,123 +320,6 @@ func runAutodeploy(ctx context.Context, cfg *Config, k8s client.Client, f *fleet
 	}
 	cfg.logf("  receiver %.0f manifests/s, raw status patches %.0f/s", res.RecvPerSec, res.PatchPerSec)
 	return nil
-}
-
-// advanceRollouts completes due ECS deployments about every simulated second, as AWS does
-// on its own (the simulator otherwise completes them lazily, on a read).
-func (c *Config) advanceRollouts(ctx context.Context, sim *ecssim.Server) {
-	t := time.NewTicker(c.real(time.Second))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			sim.AdvanceRollouts()
-		}
-	}
-}
-
-// eventDeliverer posts the simulator's ECS events to the manager's receiver, as an EventBridge
-// rule with an API destination does: asynchronously, with retries until it is accepted.
-type eventDeliverer struct {
-	key   []byte
-	retry time.Duration
-	url   atomic.Pointer[string]
-
-	mu     sync.Mutex
-	queue  [][]byte
-	signal chan struct{}
-	once   sync.Once
-
-	delivered, retried atomic.Int64
-}
-
-func (d *eventDeliverer) init() { d.once.Do(func() { d.signal = make(chan struct{}, 1) }) }
-
-func (d *eventDeliverer) setURL(u string) { d.url.Store(&u) }
-
-func (d *eventDeliverer) add(ev []byte) {
-	d.init()
-	d.mu.Lock()
-	d.queue = append(d.queue, append([]byte(nil), ev...))
-	d.mu.Unlock()
-	select {
-	case d.signal <- struct{}{}:
-	default:
-	}
-}
-
-func (d *eventDeliverer) next(ctx context.Context) ([]byte, bool) {
-	d.init()
-	for {
-		d.mu.Lock()
-		if len(d.queue) > 0 {
-			ev := d.queue[0]
-			d.queue = d.queue[1:]
-			more := len(d.queue) > 0
-			d.mu.Unlock()
-			if more {
-				select {
-				case d.signal <- struct{}{}:
-				default:
-				}
-			}
-			return ev, true
-		}
-		d.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return nil, false
-		case <-d.signal:
-		}
-	}
-}
-
-func (d *eventDeliverer) run(ctx context.Context, workers int) {
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				ev, ok := d.next(ctx)
-				if !ok {
-					return
-				}
-				for !d.post(ctx, hc, ev) {
-					d.retried.Add(1)
-					if sleepUntil(ctx, time.Now().Add(d.retry)) != nil {
-						return
-					}
-				}
-				d.delivered.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-func (d *eventDeliverer) post(ctx context.Context, hc *http.Client, ev []byte) bool {
-	u := d.url.Load()
-	if u == nil {
-		return false
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *u, bytes.NewReader(ev))
-	if err != nil {
-		return false
-	}
-	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	req.Header.Set("User-Agent", "Amazon/EventBridge/ApiDestinations")
-	req.Header.Set(receiver.APIKeyHeader, string(d.key))
-	resp, err := hc.Do(req)
-	if err != nil {
-		return false
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode/100 == 2
 }
 
 // quiet waits until the simulator saw no call for d.

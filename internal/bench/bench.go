@@ -124,8 +124,9 @@ type SystemResult struct {
 	PeakHeap                uint64 // the system process's peak Go heap (objects)
 	RSSKB                   int64  // the system process's peak RSS (VmHWM)
 	SkippedChecks           int    // poller: Environments skipped after an error
-	// autodeploy with TrackEvents: ECS events delivered to the receiver, and redeliveries.
-	EventsDelivered, EventRetries int
+	// autodeploy with TrackEvents: ECS events delivered to the receiver, redeliveries, and
+	// events given up on.
+	EventsDelivered, EventRetries, EventsDropped int
 }
 
 func (c *Config) logf(format string, args ...any) {
@@ -333,7 +334,8 @@ func runPolling(ctx context.Context, cfg *Config, f *fleet, builds []build, res 
 	defer sim.Close()
 	rctx, stopRollouts := context.WithCancel(ctx)
 	defer stopRollouts()
-	go cfg.advanceRollouts(rctx, sim)
+	// ECS completes deployments on time whether or not anyone reads them.
+	go sim.AdvanceRolloutsEvery(rctx, cfg.real(time.Second))
 	cfg.logf("polling N=%d: cron every %s (simulated), %d workers", len(f.Envs), cfg.PollInterval, cfg.PollWorkers)
 	cron, err := startChild(ctx, childSpec{Role: roleCron, Config: *cfg, N: len(f.Envs), SimURL: url})
 	if err != nil {

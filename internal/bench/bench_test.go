@@ -115,6 +115,7 @@ func TestCompareSmallFleet(t *testing.T) {
 	g.Expect(a.ByOp).NotTo(HaveKey("DescribeImages"))
 	g.Expect(a.ByOp["UpdateService"]).To(Equal(a.Outcome.Updates))
 	g.Expect(a.EventsDelivered).To(BeNumerically(">=", a.Outcome.Updates), "each deploy's rollout ended by its ECS events")
+	g.Expect(a.EventsDropped).To(BeZero())
 	// With events, DescribeServices is only the deploy's own look at the service: no polling.
 	g.Expect(a.ByOp["DescribeServices"]).To(Equal(a.ByOp["UpdateService"]))
 

@@ -174,7 +174,7 @@ func WriteMarkdown(w io.Writer, cfg Config, command string, started time.Time, e
 			cfg.RecvWorkers, cfg.RecvWorkers, r.RecvPerSec, r.PatchPerSec, r.RecvPerSec/r.PatchPerSec)
 		p("\nCalls by operation (hour, drain and settle): autodeploy %s; polling %s.\n", opList(r.Auto.ByOp), opList(r.Poll.ByOp))
 		if r.Auto.EventsDelivered > 0 {
-			p("autodeploy received %d ECS Deployment State Change events on its receiver (%d redeliveries).\n", r.Auto.EventsDelivered, r.Auto.EventRetries)
+			p("autodeploy received %d ECS Deployment State Change events on its receiver (%d redeliveries, %d given up).\n", r.Auto.EventsDelivered, r.Auto.EventRetries, r.Auto.EventsDropped)
 		}
 		if r.Poll.SkippedChecks > 0 {
 			p("The cron skipped %d Environment checks after an error (throttled after the SDK's retries).\n", r.Poll.SkippedChecks)

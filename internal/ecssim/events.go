@@ -1,6 +1,7 @@
 package ecssim
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 )
@@ -74,6 +75,21 @@ func (s *Server) AdvanceRollouts() int {
 	s.lock()
 	defer s.unlock()
 	return s.advanceLocked(s.clock())
+}
+
+// AdvanceRolloutsEvery calls AdvanceRollouts every d until ctx ends, as AWS completes
+// deployments on its own whether or not anyone reads them.
+func (s *Server) AdvanceRolloutsEvery(ctx context.Context, d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.AdvanceRollouts()
+		}
+	}
 }
 
 // advanceLocked completes due rollouts in all accounts.
