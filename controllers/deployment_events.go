@@ -99,12 +99,8 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *receiver.Event, scope
 		resp.Result, resp.Message = "ignored", "event "+detail.EventName+" does not end a rollout"
 		return http.StatusOK, resp
 	}
-	list := &deployv1.EnvironmentList{}
-	opts := []client.ListOption{client.MatchingFields{DeploymentIDIndex: detail.DeploymentID}}
-	if !scope.All() {
-		opts = append(opts, client.InNamespace(scope.Namespace))
-	}
-	if err := d.Cache.List(ctx, list, opts...); err != nil {
+	list, err := d.list(ctx, DeploymentIDIndex, detail.DeploymentID, scope)
+	if err != nil {
 		resp.Error = "listing Environments failed; retry"
 		return http.StatusServiceUnavailable, resp
 	}
@@ -113,16 +109,8 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *receiver.Event, scope
 		if !serviceMatches(ev.Resources[0], env.Spec.ECS) {
 			continue
 		}
-		key := ktypes.NamespacedName{Namespace: env.Namespace, Name: env.Name}
-		changed, err := d.Rollouts.Record(ctx, key, obs)
-		if err != nil {
-			resp.Error = fmt.Sprintf("recording the rollout of %s failed; retry", key)
+		if !d.record(ctx, client.ObjectKeyFromObject(env), obs, &resp) {
 			return http.StatusServiceUnavailable, resp
-		}
-		if changed {
-			resp.Updated = append(resp.Updated, key.String())
-		} else {
-			resp.Duplicate = append(resp.Duplicate, key.String())
 		}
 	}
 	if len(resp.Updated) == 0 && len(resp.Duplicate) == 0 {
@@ -150,12 +138,8 @@ func (d *DeploymentEvents) early(ctx context.Context, ev *receiver.Event, obs Ro
 		return 0, true
 	}
 	arn := ev.Resources[0]
-	list := &deployv1.EnvironmentList{}
-	opts := []client.ListOption{client.MatchingFields{ServiceIndex: serviceName(arn)}}
-	if !scope.All() {
-		opts = append(opts, client.InNamespace(scope.Namespace))
-	}
-	if err := d.Cache.List(ctx, list, opts...); err != nil {
+	list, err := d.list(ctx, ServiceIndex, serviceName(arn), scope)
+	if err != nil {
 		resp.Error = "listing Environments failed; retry"
 		return http.StatusServiceUnavailable, false
 	}
@@ -173,15 +157,8 @@ func (d *DeploymentEvents) early(ctx context.Context, ev *receiver.Event, obs Ro
 			return http.StatusServiceUnavailable, false
 		}
 		if last := env.Status.LastDeploy(); last != nil && last.DeploymentID == obs.DeploymentID {
-			changed, err := d.Rollouts.Record(ctx, key, obs)
-			if err != nil {
-				resp.Error = fmt.Sprintf("recording the rollout of %s failed; retry", key)
+			if !d.record(ctx, key, obs, resp) {
 				return http.StatusServiceUnavailable, false
-			}
-			if changed {
-				resp.Updated = append(resp.Updated, key.String())
-			} else {
-				resp.Duplicate = append(resp.Duplicate, key.String())
 			}
 			continue
 		}
@@ -191,6 +168,32 @@ func (d *DeploymentEvents) early(ctx context.Context, ev *receiver.Event, obs Ro
 		}
 	}
 	return 0, true
+}
+
+// list lists the cached Environments in scope whose field index has value.
+func (d *DeploymentEvents) list(ctx context.Context, index, value string, scope receiver.Scope) (*deployv1.EnvironmentList, error) {
+	list := &deployv1.EnvironmentList{}
+	opts := []client.ListOption{client.MatchingFields{index: value}}
+	if !scope.All() {
+		opts = append(opts, client.InNamespace(scope.Namespace))
+	}
+	return list, d.Cache.List(ctx, list, opts...)
+}
+
+// record records obs on the Environment key and notes it in resp as updated or duplicate;
+// false (with resp.Error set) when the write failed and the event must be retried.
+func (d *DeploymentEvents) record(ctx context.Context, key ktypes.NamespacedName, obs RolloutObservation, resp *receiver.Response) bool {
+	changed, err := d.Rollouts.Record(ctx, key, obs)
+	if err != nil {
+		resp.Error = fmt.Sprintf("recording the rollout of %s failed; retry", key)
+		return false
+	}
+	if changed {
+		resp.Updated = append(resp.Updated, key.String())
+	} else {
+		resp.Duplicate = append(resp.Duplicate, key.String())
+	}
+	return true
 }
 
 // serviceMatches reports whether serviceARN (arn:aws:ecs:region:account:service/cluster/name)
