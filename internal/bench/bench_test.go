@@ -108,6 +108,7 @@ func TestCompareSmallFleet(t *testing.T) {
 	g.Expect(r.Builds).To(Equal(8), "4 applications, 2 builds each")
 	g.Expect(r.Pinned).To(BeNumerically(">", 0))
 	g.Expect(a.Outcome.Deployed).To(Equal(r.Builds), "autodeploy deploys every build")
+	g.Expect(a.Outcome.Lost).To(BeZero())
 	g.Expect(a.Outcome.Reverted).To(BeZero(), "autodeploy never reverts a pin")
 	g.Expect(a.IdleCalls).To(BeZero(), "autodeploy makes no AWS call while idle")
 	g.Expect(r.RestartCalls).To(BeZero(), "autodeploy makes no AWS call when it restarts over up-to-date Environments")

@@ -146,6 +146,10 @@ type published struct {
 // outcome is what the deploys of a run achieved.
 type outcome struct {
 	Published, Deployed int
+	// Superseded: builds not deployed everywhere because a newer build of the same
+	// application replaced them before they reached every Environment, and that newer build
+	// was deployed everywhere (deploying the newest build is the intent); Lost: the others.
+	Superseded, Lost int
 	// PairLatency: build published -> UpdateService on one Environment (simulated time).
 	PairLatency []time.Duration
 	// FanoutLatency: build published -> UpdateService on the last unpinned Environment.
@@ -160,6 +164,8 @@ type outcome struct {
 // deployed on every unpinned Environment of its application at or after it was published.
 func analyse(f *fleet, builds []published, ups []update, speed float64) outcome {
 	o := outcome{Published: len(builds), Updates: len(ups)}
+	done := map[build]bool{}
+	newest := map[string]int64{}
 	byEnv := map[int][]update{}
 	for _, u := range ups {
 		byEnv[u.env] = append(byEnv[u.env], u)
@@ -183,6 +189,17 @@ func analyse(f *fleet, builds []published, ups []update, speed float64) outcome 
 		if all {
 			o.Deployed++
 			o.FanoutLatency = append(o.FanoutLatency, last)
+			done[b.build] = true
+			newest[b.App] = max(newest[b.App], b.Number)
+		}
+	}
+	for _, b := range builds {
+		switch {
+		case done[b.build]:
+		case newest[b.App] > b.Number:
+			o.Superseded++ // a newer build of its application was deployed everywhere
+		default:
+			o.Lost++
 		}
 	}
 	for i, e := range f.Envs {

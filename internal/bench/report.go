@@ -76,6 +76,7 @@ func rows(r Result, speed float64) []row {
 		{"AWS calls, total (hour of builds + drain + settle)", fmt.Sprint(a.Calls), fmt.Sprint(p.Calls), ratio(float64(p.Calls), float64(a.Calls))},
 		{"ThrottlingExceptions", fmt.Sprint(a.Throttled), fmt.Sprint(p.Throttled), ratio(float64(p.Throttled), float64(a.Throttled))},
 		{"builds deployed / published", fmt.Sprintf("%d / %d", ao.Deployed, ao.Published), fmt.Sprintf("%d / %d", po.Deployed, po.Published), ""},
+		{"builds not deployed everywhere: superseded by a newer build that was · lost", fmt.Sprintf("%d · %d", ao.Superseded, ao.Lost), fmt.Sprintf("%d · %d", po.Superseded, po.Lost), ""},
 		{"rollbacks reverted (of pinned)", fmt.Sprintf("%d / %d", ao.Reverted, r.Pinned), fmt.Sprintf("%d / %d", po.Reverted, r.Pinned), ""},
 		{"build → UpdateService, per Environment, p50", pct(ao.PairLatency, 0.5), pct(po.PairLatency, 0.5), pctRatio(po.PairLatency, ao.PairLatency, 0.5)},
 		{"build → UpdateService, per Environment, p99", pct(ao.PairLatency, 0.99), pct(po.PairLatency, 0.99), pctRatio(po.PairLatency, ao.PairLatency, 0.99)},
@@ -143,7 +144,7 @@ func WriteMarkdown(w io.Writer, cfg Config, command string, started time.Time, e
 	p("- Settings: seed %d, %d Environments per application over %d clusters, %.0f%% pinned, one build per application every %s at a random offset, cron every %s with %d workers, AWS latency %s per call, ECS rollouts take %s, %d concurrent reconciles, rollouts tracked by %s.\n\n",
 		cfg.Seed, cfg.EnvsPerApp, cfg.Clusters, cfg.PinnedShare*100, cfg.BuildInterval,
 		cfg.PollInterval, cfg.PollWorkers, cfg.AWSLatency, cfg.RolloutTime, cfg.Reconcilers, trackingText(cfg.Tracking))
-	p("| N | idle AWS calls/h, polling : autodeploy | total AWS calls, polling / autodeploy | ThrottlingExceptions, polling : autodeploy | builds deployed, autodeploy · polling | rollbacks reverted, autodeploy · polling | p50 / p99 build → UpdateService, autodeploy · polling | receiver / raw status patch |\n|---|---|---|---|---|---|---|---|\n")
+	p("| N | idle AWS calls/h, polling : autodeploy | total AWS calls, polling / autodeploy | ThrottlingExceptions, polling : autodeploy | builds deployed (lost), autodeploy · polling | rollbacks reverted, autodeploy · polling | p50 / p99 build → UpdateService, autodeploy · polling | receiver / raw status patch |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		n := fmt.Sprintf("%d ×%g", r.N, r.Speed)
 		if r.Accounts > 1 {
@@ -154,10 +155,10 @@ func WriteMarkdown(w io.Writer, cfg Config, command string, started time.Time, e
 		if a.IdlePerHour == 0 {
 			idle = "∞"
 		}
-		p("| %s | %.0f : %.0f (%s) | %s | %d : %d | %d/%d · %d/%d | %d · %d of %d | %s / %s · %s / %s | %.2f |\n",
+		p("| %s | %.0f : %.0f (%s) | %s | %d : %d | %d/%d (%d) · %d/%d (%d) | %d · %d of %d | %s / %s · %s / %s | %.2f |\n",
 			n, q.IdlePerHour, a.IdlePerHour, idle,
 			ratio(float64(q.Calls), float64(a.Calls)), q.Throttled, a.Throttled,
-			a.Outcome.Deployed, a.Outcome.Published, q.Outcome.Deployed, q.Outcome.Published,
+			a.Outcome.Deployed, a.Outcome.Published, a.Outcome.Lost, q.Outcome.Deployed, q.Outcome.Published, q.Outcome.Lost,
 			a.Outcome.Reverted, q.Outcome.Reverted, r.Pinned,
 			pct(a.Outcome.PairLatency, 0.5), pct(a.Outcome.PairLatency, 0.99),
 			pct(q.Outcome.PairLatency, 0.5), pct(q.Outcome.PairLatency, 0.99),
@@ -249,7 +250,10 @@ role per account like autodeploy.
   from the first build to the idle window. Idle: the quiet window's calls scaled to one hour.
 - Builds deployed: a build counts when a successful UpdateService put its image on every
   unpinned Environment of its application after it was published (a later build may have
-  replaced it since). Rollbacks reverted: pinned Environments whose service was updated to any
+  replaced it since). A build that was not is *superseded* when a newer build of its
+  application was deployed everywhere (both systems deploy the newest build they know of, so a
+  build followed closely by the next one may be skipped on some Environments), and *lost*
+  otherwise. Rollbacks reverted: pinned Environments whose service was updated to any
   other image.
 - Latency: from publishing the build to the successful UpdateService with its image, per
   (build, Environment) and per build to the last Environment of its fan-out; deployed ones only.
