@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -676,47 +675,6 @@ func TestDrillManagerStartsWhileAPIServerIsDown(t *testing.T) {
 	g.Expect(h.webImage("prod", "shop-api")).To(Equal(b.Image))
 	g.Expect(p.running()).To(BeTrue(), "the manager process exited: %s", p.exitStatus())
 	t.Logf("drill took %s", time.Since(began).Round(time.Millisecond))
-}
-
-// launch runs a manager process with processFixture.start's flags and environment, but does
-// not wait for its receiver: a manager waiting for the API server does not serve it yet.
-func (f *processFixture) launch(extraArgs ...string) *managerProcess {
-	h := f.h
-	h.t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	h.g.Expect(err).NotTo(HaveOccurred())
-	addr := ln.Addr().String()
-	h.g.Expect(ln.Close()).To(Succeed())
-	args := append([]string{
-		"--watch-namespaces=" + h.ns,
-		"--manifest-secret-file=" + f.keyFile,
-		"--receiver-bind-address=" + addr,
-		"--metrics-bind-address=0",
-		"--health-probe-bind-address=0",
-		"--rollout-poll-interval=100ms",
-		"--rollout-poll-max-interval=400ms",
-		"--retry-base-delay=50ms",
-		"--retry-max-delay=500ms",
-	}, extraArgs...)
-	cmd := exec.Command(f.bin, args...)
-	cmd.Env = append(os.Environ(),
-		"KUBECONFIG="+f.kubeconfig,
-		"AWS_ENDPOINT_URL_ECS="+h.simURL,
-		"AWS_ENDPOINT_URL_STS="+h.simURL,
-		"AWS_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID=AKIDAUTODEPLOYTEST",
-		"AWS_SECRET_ACCESS_KEY=not-checked-by-the-simulator",
-		"AWS_EC2_METADATA_DISABLED=true",
-	)
-	p := &managerProcess{cmd: cmd, receiverURL: "http://" + addr, log: &lockedBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.log, p.log
-	h.g.Expect(cmd.Start()).To(Succeed())
-	go func() {
-		_ = cmd.Wait()
-		close(p.exited)
-	}()
-	h.t.Cleanup(func() { p.kill() })
-	return p
 }
 
 func ecsCalls(h *harness) map[string]int {

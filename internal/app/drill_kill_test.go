@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,9 +111,10 @@ func newProcessFixtureFor(h *harness, cfg *rest.Config) *processFixture {
 	return f
 }
 
-// start runs a manager process watching the test's namespace, wired to the simulator
-// through AWS_ENDPOINT_URL_ECS, as a deployment would be.
-func (f *processFixture) start(extraArgs ...string) *managerProcess {
+// launch runs a manager process watching the test's namespace, wired to the simulator
+// through AWS_ENDPOINT_URL_ECS, as a deployment would be, without waiting for its receiver
+// (a manager waiting for an unreachable API server does not listen yet).
+func (f *processFixture) launch(extraArgs ...string) *managerProcess {
 	h := f.h
 	h.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -148,6 +150,15 @@ func (f *processFixture) start(extraArgs ...string) *managerProcess {
 		close(p.exited)
 	}()
 	h.t.Cleanup(func() { p.kill() })
+	return p
+}
+
+// start launches a manager process and waits until its receiver listens.
+func (f *processFixture) start(extraArgs ...string) *managerProcess {
+	h := f.h
+	h.t.Helper()
+	p := f.launch(extraArgs...)
+	addr := strings.TrimPrefix(p.receiverURL, "http://")
 	h.g.Eventually(func() error {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
