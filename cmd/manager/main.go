@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"math"
 	"net/http"
 	"os"
@@ -47,6 +48,8 @@ func main() {
 		retryBase, retryMax                              time.Duration
 		rollout                                          app.Options
 		budgetScale                                      float64
+		kubeQPS                                          float64
+		kubeBurst                                        int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health probes bind to.")
@@ -70,6 +73,9 @@ func main() {
 	flag.DurationVar(&rollout.RolloutPollMaxInterval, "rollout-poll-max-interval", 2*time.Minute, "Longest interval between two looks at a rollout.")
 	flag.Float64Var(&budgetScale, "ecs-api-budget-scale", awsecs.DefaultBudgetShare,
 		"Share of AWS's published ECS API rate limits the controller allows itself per account and Region (lower it when other tools use the same account).")
+	flag.Float64Var(&kubeQPS, "kube-api-qps", defaultKubeAPIQPS,
+		"Requests per second the manager's Kubernetes client may make (status writes, Events, reads); raise it for fleets of thousands of Environments with frequent builds.")
+	flag.IntVar(&kubeBurst, "kube-api-burst", defaultKubeAPIBurst, "Requests the manager's Kubernetes client may make at once above --kube-api-qps.")
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -83,6 +89,10 @@ func main() {
 	}
 
 	cfg := ctrl.GetConfigOrDie()
+	if err := setKubeAPILimits(cfg, kubeQPS, kubeBurst); err != nil {
+		setupLog.Error(err, "Invalid flags")
+		os.Exit(1)
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
@@ -219,4 +229,23 @@ func mapEnvironment(ctx context.Context, cfg *rest.Config, httpClient *http.Clie
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// controller-runtime's own client limits, the defaults of --kube-api-qps and --kube-api-burst.
+const (
+	defaultKubeAPIQPS   = 20
+	defaultKubeAPIBurst = 30
+)
+
+// setKubeAPILimits sets the Kubernetes client's rate limit from --kube-api-qps and
+// --kube-api-burst.
+func setKubeAPILimits(cfg *rest.Config, qps float64, burst int) error {
+	if qps <= 0 || math.IsInf(qps, 0) || math.IsNaN(qps) {
+		return fmt.Errorf("--kube-api-qps must be a positive number of requests per second, not %v", qps)
+	}
+	if burst < 1 {
+		return fmt.Errorf("--kube-api-burst must be at least 1, not %d", burst)
+	}
+	cfg.QPS, cfg.Burst = float32(qps), burst
+	return nil
 }

@@ -131,6 +131,8 @@ func (f *processFixture) launch(extraArgs ...string) *managerProcess {
 		"--rollout-poll-max-interval=400ms",
 		"--retry-base-delay=50ms",
 		"--retry-max-delay=500ms",
+		"--kube-api-qps=50",
+		"--kube-api-burst=100",
 	}, extraArgs...)
 	cmd := exec.Command(f.bin, args...)
 	cmd.Env = append(os.Environ(),
