@@ -38,18 +38,27 @@ func (q *eventQueue) drain() [][]byte {
 	return out
 }
 
-// TestRolloutsEndFromECSEventsWithZeroPolling: with the tracker off, ECS "Deployment State
-// Change" events posted to the receiver end rollouts (completed and failed), with no
-// DescribeServices call at all after the deploy itself; a repeated event changes nothing.
-func TestRolloutsEndFromECSEventsWithZeroPolling(t *testing.T) {
-	q := &eventQueue{}
-	h := newHarness(t, withoutPolling(), withSim(ecssim.WithRolloutDuration(time.Hour), ecssim.WithEventSink(q.add)))
-	g := h.g
+// newEventsHarness runs a manager without the polling tracker, the ECS event key set, the
+// simulator's events queued in q (rollouts last an hour unless an event ends them), and
+// Environment prod on service shop-api running v1.
+func newEventsHarness(t *testing.T, q *eventQueue, simOpts ...ecssim.Option) *harness {
+	simOpts = append([]ecssim.Option{ecssim.WithRolloutDuration(time.Hour), ecssim.WithEventSink(q.add)}, simOpts...)
+	h := newHarness(t, withoutPolling(), withSim(simOpts...))
 	keys := [][]byte{[]byte(ecsEventKey)}
 	h.eventKeys.Store(&keys)
 	h.seedService("prod", "shop-api", image("v1"))
 	h.createEnv("prod", nil)
 	h.startManager()
+	return h
+}
+
+// TestRolloutsEndFromECSEventsWithZeroPolling: with the tracker off, ECS "Deployment State
+// Change" events posted to the receiver end rollouts (completed and failed), with no
+// DescribeServices call at all after the deploy itself; a repeated event changes nothing.
+func TestRolloutsEndFromECSEventsWithZeroPolling(t *testing.T) {
+	q := &eventQueue{}
+	h := newEventsHarness(t, q)
+	g := h.g
 
 	deliver := func() (codes []int) {
 		for _, ev := range q.drain() {
@@ -131,13 +140,8 @@ func TestECSEventBeforeItsDeployIsRecordedIsRedelivered(t *testing.T) {
 			early <- code
 		})
 	}
-	h = newHarness(t, withoutPolling(), withSim(ecssim.WithRolloutDuration(time.Hour), ecssim.WithEventSink(q.add), ecssim.WithCallObserver(observe)))
+	h = newEventsHarness(t, q, ecssim.WithCallObserver(observe))
 	g := h.g
-	keys := [][]byte{[]byte(ecsEventKey)}
-	h.eventKeys.Store(&keys)
-	h.seedService("prod", "shop-api", image("v1"))
-	h.createEnv("prod", nil)
-	h.startManager()
 
 	b := newBuild(21)
 	g.Expect(h.post(b).Code).To(Equal(http.StatusAccepted))

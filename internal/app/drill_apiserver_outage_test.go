@@ -665,7 +665,7 @@ func TestDrillManagerStartsWhileAPIServerIsDown(t *testing.T) {
 	up := time.Now()
 	t.Logf("kube-apiserver back in %s", up.Sub(restarting).Round(time.Millisecond))
 	b := newBuild(1)
-	g.Eventually(func() int { return p.post(h, b) }, upTimeout, poll).Should(Equal(http.StatusAccepted),
+	g.Eventually(func() int { return p.post(b) }, upTimeout, poll).Should(Equal(http.StatusAccepted),
 		"the manager's receiver did not accept a build after the API server came back")
 	t.Logf("the receiver accepted a build %s after the API server came back", time.Since(up).Round(time.Millisecond))
 	g.Eventually(cp.envGetter(h.ns, "prod"), timeout, poll).Should(And(

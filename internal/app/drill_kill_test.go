@@ -22,7 +22,6 @@ import (
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 	"github.com/autodeploy-dev/autodeploy/internal/ecssim"
-	"github.com/autodeploy-dev/autodeploy/internal/manifest"
 )
 
 var (
@@ -199,21 +198,8 @@ func (p *managerProcess) exitStatus() string {
 	return p.cmd.ProcessState.String() // written by Wait, before exited was closed
 }
 
-func (p *managerProcess) post(h *harness, b build) int {
-	body := b.body()
-	req, err := http.NewRequest(http.MethodPost, p.receiverURL+"/v1/manifests", bytes.NewReader(body))
-	h.g.Expect(err).NotTo(HaveOccurred())
-	ts := time.Now()
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(manifest.TimestampHeader, strconv.FormatInt(ts.Unix(), 10))
-	req.Header.Set(manifest.SignatureHeader, manifest.Sign(testKey, ts, body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
+// post sends b to the process's receiver and returns the status, 0 when the request failed.
+func (p *managerProcess) post(b build) int { return postManifestCode(p.receiverURL, b) }
 
 // familyImages returns the web image of every revision of a family, oldest first.
 func (h *harness) familyImages(family string) []string {
@@ -263,7 +249,7 @@ func TestDrillKilledManagerLosesAndDoublesNothing(t *testing.T) {
 		p := f.start()
 		// One to three builds, then a kill after a random number of ECS calls.
 		for range 1 + rng.IntN(3) {
-			g.Expect(p.post(h, newBuild(next))).To(Or(Equal(http.StatusAccepted), Equal(http.StatusOK)))
+			g.Expect(p.post(newBuild(next))).To(Or(Equal(http.StatusAccepted), Equal(http.StatusOK)))
 			next++
 		}
 		target := h.sim.TotalCalls() + 1 + rng.IntN(8)
@@ -314,7 +300,7 @@ func TestDrillLeaderKilledMidDeployOtherFinishesOnce(t *testing.T) {
 	h.sim.SetLatency("UpdateService", 3*time.Second)
 	build := newBuild(21)
 	// Either replica's receiver records the build; only the leader deploys.
-	g.Expect(b.post(h, build)).To(Equal(http.StatusAccepted))
+	g.Expect(b.post(build)).To(Equal(http.StatusAccepted))
 	g.Eventually(func() int { return h.sim.Calls("UpdateService") }, timeout, time.Millisecond).Should(Equal(1))
 	a.kill()
 	h.sim.SetLatency("UpdateService", 0)

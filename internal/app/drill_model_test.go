@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -18,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
-	"github.com/autodeploy-dev/autodeploy/internal/manifest"
 )
 
 // modelEnv is the reference model of one Environment: its spec as the test set it, the build
@@ -146,26 +144,6 @@ func (w *pinWatcher) finish() []string {
 	return w.violations
 }
 
-// postCode posts b without asserting anything (safe off the test goroutine) and returns the
-// status, or 0 when the request failed.
-func postCode(h *harness, b build) int {
-	body := b.body()
-	ts := time.Now()
-	req, err := http.NewRequest(http.MethodPost, h.mgr.receiverURL+"/v1/manifests", bytes.NewReader(body))
-	if err != nil {
-		return 0
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(manifest.TimestampHeader, fmt.Sprint(ts.Unix()))
-	req.Header.Set(manifest.SignatureHeader, manifest.Sign(testKey, ts, body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 // TestDrillRandomizedModel drives the manager with a random sequence of manifests (in order,
 // out of order, concurrent bursts, duplicates, conflicting numbers, on two branches), pins to earlier images,
 // unpins, auto-deploy toggles and manager restarts, and checks it against the reference
@@ -289,7 +267,7 @@ func TestDrillRandomizedModel(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				codes[i] = postCode(h, bs[b])
+				codes[i] = postManifestCode(h.mgr.receiverURL, bs[b])
 			}()
 		}
 		wg.Wait()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -137,4 +138,24 @@ func eventFixture(name string) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// postManifestCode posts b, signed with testKey, to the receiver at baseURL without asserting
+// anything (safe off the test goroutine) and returns the status, or 0 when the request failed.
+func postManifestCode(baseURL string, b build) int {
+	body := b.body()
+	req, err := http.NewRequest(http.MethodPost, baseURL+receiver.ManifestPath, bytes.NewReader(body))
+	if err != nil {
+		return 0
+	}
+	ts := time.Now()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(manifest.TimestampHeader, strconv.FormatInt(ts.Unix(), 10))
+	req.Header.Set(manifest.SignatureHeader, manifest.Sign(testKey, ts, body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -215,17 +215,15 @@ func runAutodeploy(ctx context.Context, cfg *Config, k8s client.Client, f *fleet
 	if cfg.Tracking == TrackEvents {
 		simOpts = append(simOpts, ecssim.WithEventSink(events.Enqueue))
 	}
-	sim, simURL, err := cfg.newSim(f, rec, simOpts...)
+	sim, simURL, stopSim, err := cfg.newSim(f, rec, simOpts...)
 	if err != nil {
 		return err
 	}
-	defer sim.Close()
-	rctx, stopRollouts := context.WithCancel(ctx)
-	defer stopRollouts()
-	// ECS completes deployments on time whether or not anyone reads them.
-	go sim.AdvanceRolloutsEvery(rctx, cfg.real(time.Second))
+	defer stopSim()
 	if cfg.Tracking == TrackEvents {
-		go events.Run(rctx)
+		ectx, stopEvents := context.WithCancel(ctx)
+		defer stopEvents()
+		go events.Run(ectx)
 	}
 
 	ns := fmt.Sprintf("bench-n%d-%d", len(f.Envs), time.Now().Unix())

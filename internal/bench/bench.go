@@ -146,8 +146,9 @@ func (c *Config) simBuckets() map[ecssim.Category]ecssim.Bucket {
 	return out
 }
 
-// newSim starts a simulator seeded with the fleet, recording calls into rec.
-func (c *Config) newSim(f *fleet, rec *recorder, opts ...ecssim.Option) (*ecssim.Server, string, error) {
+// newSim starts a simulator seeded with the fleet, recording calls into rec, that completes
+// deployments on time whether or not anyone reads them (as ECS does). stop ends it.
+func (c *Config) newSim(f *fleet, rec *recorder, opts ...ecssim.Option) (sim *ecssim.Server, url string, stop func(), err error) {
 	opts = append(opts, ecssim.WithThrottling(c.simBuckets()), ecssim.WithRolloutDuration(c.real(c.RolloutTime)),
 		ecssim.WithCallObserver(rec.observe))
 	for _, acct := range f.accounts() {
@@ -155,19 +156,20 @@ func (c *Config) newSim(f *fleet, rec *recorder, opts ...ecssim.Option) (*ecssim
 			opts = append(opts, ecssim.WithRole(roleARN(acct), ""))
 		}
 	}
-	sim := ecssim.New(opts...)
+	sim = ecssim.New(opts...)
 	if err := f.seed(sim); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	lat := c.real(c.AWSLatency)
 	for _, op := range []string{"DescribeServices", "DescribeTaskDefinition", "RegisterTaskDefinition", "UpdateService", "DescribeImages"} {
 		sim.SetLatency(op, lat)
 	}
-	url, err := sim.Start()
-	if err != nil {
-		return nil, "", err
+	if url, err = sim.Start(); err != nil {
+		return nil, "", nil, err
 	}
-	return sim, url, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	go sim.AdvanceRolloutsEvery(ctx, c.real(time.Second))
+	return sim, url, func() { cancel(); sim.Close() }, nil
 }
 
 // scaledBackoff is the SDK's default exponential jittered backoff, compressed by speed.
@@ -327,15 +329,11 @@ func toPublished(builds []build) []published {
 
 func runPolling(ctx context.Context, cfg *Config, f *fleet, builds []build, res *Result) error {
 	rec := &recorder{}
-	sim, url, err := cfg.newSim(f, rec)
+	sim, url, stopSim, err := cfg.newSim(f, rec)
 	if err != nil {
 		return err
 	}
-	defer sim.Close()
-	rctx, stopRollouts := context.WithCancel(ctx)
-	defer stopRollouts()
-	// ECS completes deployments on time whether or not anyone reads them.
-	go sim.AdvanceRolloutsEvery(rctx, cfg.real(time.Second))
+	defer stopSim()
 	cfg.logf("polling N=%d: cron every %s (simulated), %d workers", len(f.Envs), cfg.PollInterval, cfg.PollWorkers)
 	cron, err := startChild(ctx, childSpec{Role: roleCron, Config: *cfg, N: len(f.Envs), SimURL: url})
 	if err != nil {
