@@ -82,11 +82,14 @@ func TestRolloutsEndFromECSEventsWithZeroPolling(t *testing.T) {
 	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(rolloutResult, Equal(deployv1.ResultCompleted)))
 	g.Expect(readyReason(h.getEnv("prod"))).To(Equal("True/" + deployv1.ReasonDeployed))
 	// The same event again (EventBridge delivers at least once) changes nothing.
+	before := h.getEnv("prod")
 	for _, ev := range completed {
 		r := h.postEvent("/v1/events", ev, ecsEventKey)
 		g.Expect(r.Code).To(Equal(http.StatusOK))
 	}
-	g.Expect(h.getEnv("prod").Status.LastDeploy().Result).To(Equal(deployv1.ResultCompleted))
+	after := h.getEnv("prod")
+	g.Expect(after.Status.History).To(Equal(before.Status.History))
+	g.Expect(after.ResourceVersion).To(Equal(before.ResourceVersion), "a repeated event writes nothing")
 
 	// A failure, from its event.
 	b2 := newBuild(12)
@@ -166,6 +169,7 @@ func postEventCode(url string, body []byte, apiKey string) int {
 		return -1
 	}
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set("User-Agent", "Amazon/EventBridge/ApiDestinations")
 	req.Header.Set(receiver.APIKeyHeader, apiKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -54,8 +54,6 @@ const (
 	leaderExitBy = 20 * time.Second
 )
 
-var drillECSOps = []string{"DescribeServices", "DescribeTaskDefinition", "RegisterTaskDefinition", "UpdateService"}
-
 func drillOutage(t *testing.T) time.Duration {
 	t.Helper()
 	v := os.Getenv("AUTODEPLOY_DRILL_OUTAGE")
@@ -570,7 +568,7 @@ func TestDrillAPIServerOutageRealProcessLosesNothing(t *testing.T) {
 		WithTransform(rolloutResult, Equal(deployv1.ResultCompleted))), "prod does not run the last build")
 	t.Logf("prod runs build %d, %s after the API server came back", last.Number, time.Since(up).Round(time.Millisecond))
 	g.Expect(h.webImage("prod", "shop-api")).To(Equal(last.Image))
-	images := h.familyImages(family)
+	images := h.revisionImages(family)
 	seen := map[string]bool{}
 	for _, img := range images {
 		g.Expect(seen[img]).To(BeFalse(), "%s registered twice: %v", img, images)
@@ -580,7 +578,7 @@ func TestDrillAPIServerOutageRealProcessLosesNothing(t *testing.T) {
 
 	g.Eventually(pin, recoveryTimeout, poll).Should(WithTransform(latestNumber, Equal(last.Number)))
 	g.Expect(pinned.seen()).To(BeEmpty(), "the pinned service was changed")
-	g.Expect(h.familyImages("prod-pinned")).To(Equal([]string{image("v1")}))
+	g.Expect(h.revisionImages("prod-pinned")).To(Equal([]string{image("v1")}))
 	g.Expect(h.webImage("prod", "pinned")).To(Equal(image("v1")))
 	pinnedEnv := pin()
 	g.Expect(pinnedEnv).NotTo(BeNil())
@@ -679,15 +677,15 @@ func TestDrillManagerStartsWhileAPIServerIsDown(t *testing.T) {
 
 func ecsCalls(h *harness) map[string]int {
 	out := map[string]int{}
-	for _, op := range drillECSOps {
+	for _, op := range drillDeployOps {
 		out[op] = h.sim.Calls(op)
 	}
 	return out
 }
 
 func ecsCallDelta(before, after map[string]int) string {
-	parts := make([]string, 0, len(drillECSOps))
-	for _, op := range drillECSOps {
+	parts := make([]string, 0, len(drillDeployOps))
+	for _, op := range drillDeployOps {
 		parts = append(parts, fmt.Sprintf("%s +%d", op, after[op]-before[op]))
 	}
 	return strings.Join(parts, ", ")

@@ -47,13 +47,7 @@ func (h *harness) revisionImages(family string) []string {
 	for rev := 1; rev <= h.sim.Revisions(family); rev++ {
 		td, ok := h.sim.TaskDefinition(fmt.Sprintf("%s:%d", family, rev))
 		h.g.Expect(ok).To(BeTrue(), "%s:%d", family, rev)
-		img := ""
-		for _, c := range td["containerDefinitions"].([]any) {
-			if cm := c.(map[string]any); cm["name"] == "web" {
-				img, _ = cm["image"].(string)
-			}
-		}
-		out = append(out, img)
+		out = append(out, webImageOf(td))
 	}
 	return out
 }

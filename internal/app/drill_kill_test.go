@@ -201,23 +201,6 @@ func (p *managerProcess) exitStatus() string {
 // post sends b to the process's receiver and returns the status, 0 when the request failed.
 func (p *managerProcess) post(b build) int { return postManifestCode(p.receiverURL, b) }
 
-// familyImages returns the web image of every revision of a family, oldest first.
-func (h *harness) familyImages(family string) []string {
-	var images []string
-	for rev := 1; rev <= h.sim.Revisions(family); rev++ {
-		td, ok := h.sim.TaskDefinition(fmt.Sprintf("%s:%d", family, rev))
-		if !ok {
-			continue
-		}
-		for _, c := range td["containerDefinitions"].([]any) {
-			if cm := c.(map[string]any); cm["name"] == "web" {
-				images = append(images, cm["image"].(string))
-			}
-		}
-	}
-	return images
-}
-
 // TestDrillKilledManagerLosesAndDoublesNothing kills the manager process (SIGKILL) at random
 // points of a stream of builds and restarts it. At the end every unpinned Environment runs
 // the latest build, no image was registered twice for a service, and the pinned
@@ -233,7 +216,7 @@ func TestDrillKilledManagerLosesAndDoublesNothing(t *testing.T) {
 	h := newHarness(t, withSim(ecssim.WithRolloutDuration(200*time.Millisecond)))
 	g := h.g
 	// Latency widens the windows between the steps of a deploy, so kills land inside them.
-	for _, op := range []string{"DescribeServices", "DescribeTaskDefinition", "RegisterTaskDefinition", "UpdateService"} {
+	for _, op := range drillDeployOps {
 		h.sim.SetLatency(op, 30*time.Millisecond)
 	}
 	svcs := h.fleet(3, func(i int, e *deployv1.Environment) {
@@ -265,7 +248,7 @@ func TestDrillKilledManagerLosesAndDoublesNothing(t *testing.T) {
 			WithTransform(deployedImage, Equal(latest)),
 			WithTransform(rolloutResult, Equal(deployv1.ResultCompleted))), "%s\n%s", svc, p.log.String())
 		g.Expect(h.webImage("prod", svc)).To(Equal(latest))
-		images := h.familyImages("prod-" + svc)
+		images := h.revisionImages("prod-" + svc)
 		seen := map[string]bool{}
 		for _, img := range images {
 			g.Expect(seen[img]).To(BeFalse(), "%s registered twice for %s: %v", img, svc, images)
@@ -274,7 +257,7 @@ func TestDrillKilledManagerLosesAndDoublesNothing(t *testing.T) {
 	}
 	pinned := svcs[2]
 	g.Eventually(h.env(pinned), timeout, poll).Should(WithTransform(latestNumber, Equal(next-1)))
-	g.Expect(h.familyImages("prod-"+pinned)).To(Equal([]string{image("v1")}), "the pinned service never got another revision")
+	g.Expect(h.revisionImages("prod-"+pinned)).To(Equal([]string{image("v1")}), "the pinned service never got another revision")
 	g.Expect(h.webImage("prod", pinned)).To(Equal(image("v1")))
 }
 
@@ -311,5 +294,5 @@ func TestDrillLeaderKilledMidDeployOtherFinishesOnce(t *testing.T) {
 		WithTransform(rolloutResult, Equal(deployv1.ResultCompleted))), b.log.String())
 	g.Expect(h.webImage("prod", "shop-api")).To(Equal(build.Image))
 	g.Expect(h.sim.Calls("RegisterTaskDefinition")).To(Equal(1), "the revision the killed leader registered is reused")
-	g.Expect(h.familyImages(family)).To(Equal([]string{image("v1"), build.Image}))
+	g.Expect(h.revisionImages(family)).To(Equal([]string{image("v1"), build.Image}))
 }

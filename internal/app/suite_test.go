@@ -426,6 +426,17 @@ func (h *harness) do(req *http.Request) reply {
 }
 
 // webImage returns the image of the web container the service currently runs.
+// webImageOf returns the image of the "web" container of a task-definition document.
+func webImageOf(td map[string]any) string {
+	for _, c := range td["containerDefinitions"].([]any) {
+		if cm := c.(map[string]any); cm["name"] == "web" {
+			img, _ := cm["image"].(string)
+			return img
+		}
+	}
+	return ""
+}
+
 func (h *harness) webImage(cluster, service string) string {
 	svc, ok := h.sim.Service(cluster, service)
 	if !ok {
@@ -435,13 +446,7 @@ func (h *harness) webImage(cluster, service string) string {
 	if !ok {
 		return ""
 	}
-	for _, c := range td["containerDefinitions"].([]any) {
-		cm := c.(map[string]any)
-		if cm["name"] == "web" {
-			return cm["image"].(string)
-		}
-	}
-	return ""
+	return webImageOf(td)
 }
 
 func deployedImage(env *deployv1.Environment) string {
