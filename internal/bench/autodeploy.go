@@ -79,9 +79,11 @@ func (c *Config) startManager(ctx context.Context, restCfg *rest.Config, ns, sim
 	if err != nil {
 		return nil, err
 	}
-	limits := awsecs.AWSLimits()
+	// The manager's budget (cmd/manager's default share of AWS's limits), refill compressed.
+	limits := awsecs.ScaleLimits(awsecs.AWSLimits(), awsecs.DefaultBudgetShare)
 	for k, b := range limits {
-		limits[k] = awsecs.Bucket{Burst: max(1, int(float64(b.Burst)*awsecs.DefaultBudgetShare+0.5)), PerSecond: b.PerSecond * awsecs.DefaultBudgetShare * c.Speed}
+		b.PerSecond *= c.Speed
+		limits[k] = b
 	}
 	clients := awsecs.NewFromConfig(c.awsConfig(), awsecs.Options{
 		Limits: limits,

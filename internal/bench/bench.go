@@ -273,9 +273,10 @@ func (c *Config) phases(ctx context.Context, builds []published, sys *child, sta
 	for _, b := range last {
 		lastBuilds = append(lastBuilds, b)
 	}
+	cache := images{}
 	drainEnd := hourEnd.Add(c.real(c.Drain))
 	for time.Now().Before(drainEnd) {
-		o := analyse(f, lastBuilds, updates(rec.snapshot(), sim, f), c.Speed)
+		o := analyse(f, lastBuilds, updates(rec.snapshot(), sim, f, cache), c.Speed)
 		if o.Deployed == len(lastBuilds) {
 			break
 		}
@@ -298,7 +299,7 @@ func (c *Config) phases(ctx context.Context, builds []published, sys *child, sta
 	rec.on.Store(false)
 	u1, sys1 := readUsage(sys.pid()), sys.cpu()
 	sr.CPU, sr.BenchCPU, sr.ChildCPU = sys1-sys0, u1.cpu-u0.cpu, u1.children-u0.children
-	_, sr.RSSKB = sys.rssKB()
+	sr.RSSKB = sys.peakRSSKB()
 	st, err := sys.stats(ctx)
 	if err != nil {
 		return sr, fmt.Errorf("the system's process: %w", err)
@@ -315,7 +316,7 @@ func (c *Config) phases(ctx context.Context, builds []published, sys *child, sta
 			sr.ByOp[cl.op]++
 		}
 	}
-	sr.Outcome = analyse(f, builds, updates(calls, sim, f), c.Speed)
+	sr.Outcome = analyse(f, builds, updates(calls, sim, f, cache), c.Speed)
 	return sr, nil
 }
 
@@ -366,7 +367,7 @@ func runPolling(ctx context.Context, cfg *Config, f *fleet, builds []build, res 
 // newPoller builds the cron with the real ECS and ECR clients (default retries, no budget), one
 // pair per account: the default account's with the long-term keys, the others' through an
 // assumed role.
-func (c *Config) newPoller(ctx context.Context, f *fleet, simURL string) (*poller, error) {
+func (c *Config) newPoller(f *fleet, simURL string) *poller {
 	base := c.awsConfig()
 	stsClient := sts.NewFromConfig(base, func(o *sts.Options) { o.BaseEndpoint = aws.String(simURL) })
 	p := &poller{
@@ -385,7 +386,7 @@ func (c *Config) newPoller(ctx context.Context, f *fleet, simURL string) (*polle
 			ecr: ecr.NewFromConfig(cfg, func(o *ecr.Options) { o.BaseEndpoint = aws.String(simURL) }),
 		}
 	}
-	return p, nil
+	return p
 }
 
 // ParseRuns reads a list of sizes (the command's --n): comma-separated N[@speed][/accounts],

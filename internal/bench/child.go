@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -89,10 +88,7 @@ func RunChild(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	case roleCron:
 		rng := rand.New(rand.NewPCG(cfg.Seed, uint64(spec.N)))
 		f := newFleet(spec.N, cfg.EnvsPerApp, cfg.Clusters, cfg.Accounts, cfg.PinnedShare, rng)
-		p, err := cfg.newPoller(ctx, f, spec.SimURL)
-		if err != nil {
-			return err
-		}
+		p := cfg.newPoller(f, spec.SimURL)
 		var once sync.Once
 		done := make(chan struct{})
 		defer func() { <-done }()
@@ -251,8 +247,8 @@ func (c *child) pid() int { return c.cmd.Process.Pid }
 // cpu is the child's CPU time so far (utime + stime of /proc/<pid>/stat).
 func (c *child) cpu() time.Duration { return procCPU(c.pid()) }
 
-// rssKB returns the child's VmRSS and VmHWM (peak RSS) in KiB.
-func (c *child) rssKB() (rss, hwm int64) { return procRSSKB(strconv.Itoa(c.pid())) }
+// peakRSSKB returns the child's peak RSS (VmHWM) in KiB.
+func (c *child) peakRSSKB() int64 { return procPeakRSSKB(c.pid()) }
 
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {

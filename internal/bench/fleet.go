@@ -46,7 +46,6 @@ type fleet struct {
 	Apps      []string
 	byApp     map[string][]int
 	byService map[string]int // account/cluster/service -> index
-	byApp2Acc map[string]string
 }
 
 func (f *fleet) pinned() int {
@@ -75,7 +74,7 @@ func (f *fleet) unpinnedOf(app string) []int {
 // are dealt out over them round-robin and every service is reached through a role in its
 // account; with one, everything is in the simulator's default account.
 func newFleet(n, envsPerApp, clusters, accounts int, pinned float64, rng *rand.Rand) *fleet {
-	f := &fleet{byApp: map[string][]int{}, byService: map[string]int{}, byApp2Acc: map[string]string{}}
+	f := &fleet{byApp: map[string][]int{}, byService: map[string]int{}}
 	for i := 0; i < n; i++ {
 		a, j := i/envsPerApp, i%envsPerApp
 		app := fmt.Sprintf("app-%05d", a)
@@ -86,7 +85,6 @@ func newFleet(n, envsPerApp, clusters, accounts int, pinned float64, rng *rand.R
 		}
 		if j == 0 {
 			f.Apps = append(f.Apps, app)
-			f.byApp2Acc[app] = acct
 		}
 		e := envSpec{
 			Name:    fmt.Sprintf("%s-e%02d", app, j),
@@ -119,7 +117,7 @@ func (f *fleet) accounts() []string {
 
 // pushImage records a pushed image in the application's ECR repository (not an API call).
 func (f *fleet) pushImage(sim *ecssim.Server, app, tag string) error {
-	return sim.Account(f.byApp2Acc[app]).PushImage(app, tag, "")
+	return sim.Account(f.Envs[f.byApp[app][0]].Account).PushImage(app, tag, "")
 }
 
 // Initial images: every service runs v1 (the newest image in ECR), except pinned ones, which

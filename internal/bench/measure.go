@@ -96,15 +96,17 @@ type update struct {
 	image string
 }
 
-// updates resolves the image of every successful UpdateService.
-func updates(calls []call, sim *ecssim.Server, f *fleet) []update {
-	cache := map[string]string{}
+// images caches the image of task-definition revisions (account|ARN -> image).
+type images map[string]string
+
+// updates resolves the image of every successful UpdateService, through cache.
+func updates(calls []call, sim *ecssim.Server, f *fleet, cache images) []update {
 	var out []update
 	for _, c := range calls {
 		if c.op != "UpdateService" || c.err != "" || c.taskDef == "" {
 			continue
 		}
-		i, ok := f.byService[serviceKey(c.account, clusterName(c.cluster), serviceName(c.service))]
+		i, ok := f.byService[serviceKey(c.account, lastSegment(c.cluster), lastSegment(c.service))]
 		if !ok {
 			continue
 		}
@@ -118,8 +120,8 @@ func updates(calls []call, sim *ecssim.Server, f *fleet) []update {
 	return out
 }
 
-func clusterName(ref string) string { return ref[strings.LastIndex(ref, "/")+1:] }
-func serviceName(ref string) string { return ref[strings.LastIndex(ref, "/")+1:] }
+// lastSegment is the name in a cluster or service reference (a name or an ARN).
+func lastSegment(ref string) string { return ref[strings.LastIndex(ref, "/")+1:] }
 
 func imageOf(sim *ecssim.AccountView, td string) string {
 	doc, ok := sim.TaskDefinition(td)
@@ -339,31 +341,22 @@ func startHeapSampler() *heapSampler {
 	return h
 }
 
-func (h *heapSampler) Stop() uint64 {
+func (h *heapSampler) Stop() {
 	close(h.stop)
 	<-h.done
-	return h.peak.Load()
 }
 
-// procRSSKB returns VmRSS and VmHWM (the peak RSS) of process pid ("self" for this one) in
-// KiB.
-func procRSSKB(pid string) (rss, hwm int64) {
-	raw, err := os.ReadFile("/proc/" + pid + "/status")
+// procPeakRSSKB returns the peak RSS (VmHWM) of process pid in KiB; 0 if unknown.
+func procPeakRSSKB(pid int) int64 {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0, 0
+		return 0
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = v
-		case "VmHWM:":
-			hwm = v
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			return v
 		}
 	}
-	return rss, hwm
+	return 0
 }

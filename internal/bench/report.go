@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -65,7 +66,7 @@ func pctRatio(poll, auto []time.Duration, p float64) string {
 	return fmt.Sprintf("%.1f×", float64(b)/float64(a))
 }
 
-func rows(r Result, speed float64) []row {
+func rows(r Result) []row {
 	a, p := r.Auto, r.Poll
 	ao, po := a.Outcome, p.Outcome
 	simCPU := func(d time.Duration) string {
@@ -110,7 +111,7 @@ func WriteTable(w io.Writer, cfg Config, results []Result) {
 	for _, r := range results {
 		fmt.Fprintf(w, "\n%s: %d services (%d applications × %d Environments, %d pinned), %d builds in one simulated hour, rollouts tracked by %s, seed %d\n",
 			runTitle(r), r.N, r.Apps, cfg.EnvsPerApp, r.Pinned, r.Builds, cfg.Tracking, cfg.Seed)
-		rs := rows(r, r.Speed)
+		rs := rows(r)
 		fmt.Fprintf(w, "  %-50s %-28s %-28s %s\n", "metric", "autodeploy", "polling (cron)", "polling/autodeploy")
 		for _, x := range rs {
 			fmt.Fprintf(w, "  %-50s %-28s %-28s %s\n", x.metric, x.auto, x.poll, x.ratio)
@@ -168,7 +169,7 @@ func WriteMarkdown(w io.Writer, cfg Config, command string, started time.Time, e
 		p("\n### %s\n\n%d services (%d applications × %d Environments, %d pinned to an older image), %d builds in the simulated hour; one simulated hour ran in %s.\n\n",
 			runTitle(r), r.N, r.Apps, cfg.EnvsPerApp, r.Pinned, r.Builds, (time.Duration(float64(time.Hour) / r.Speed)).Round(time.Second))
 		p("| metric | autodeploy | polling (cron) | polling / autodeploy |\n|---|---|---|---|\n")
-		for _, x := range rows(r, r.Speed) {
+		for _, x := range rows(r) {
 			p("| %s | %s | %s | %s |\n", x.metric, x.auto, x.poll, x.ratio)
 		}
 		p("| receiver: signed manifests/s (%d senders) vs raw status patches/s (%d writers), real time | %.0f | %.0f (raw patches) | receiver / raw = %.2f |\n",
@@ -286,16 +287,15 @@ simulator and the system share the machine's cores.
 }
 
 func opList(m map[string]int) string {
+	known := []string{"DescribeImages", "DescribeServices", "DescribeTaskDefinition", "RegisterTaskDefinition", "UpdateService"}
 	var parts []string
-	for _, op := range []string{"DescribeImages", "DescribeServices", "DescribeTaskDefinition", "RegisterTaskDefinition", "UpdateService"} {
+	for _, op := range known {
 		if m[op] > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", op, m[op]))
 		}
 	}
 	for op, n := range m {
-		switch op {
-		case "DescribeImages", "DescribeServices", "DescribeTaskDefinition", "RegisterTaskDefinition", "UpdateService":
-		default:
+		if !slices.Contains(known, op) {
 			parts = append(parts, fmt.Sprintf("%s %d", op, n))
 		}
 	}
