@@ -96,7 +96,7 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *receiver.Event, scope
 	case "SERVICE_DEPLOYMENT_FAILED":
 		obs.Result = deployv1.ResultFailed
 	default:
-		resp.Result, resp.Message = "ignored", "event "+detail.EventName+" does not end a rollout"
+		resp.Result, resp.Message = receiver.ResultIgnored, "event "+detail.EventName+" does not end a rollout"
 		return http.StatusOK, resp
 	}
 	list, err := d.list(ctx, DeploymentIDIndex, detail.DeploymentID, scope)
@@ -120,11 +120,11 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *receiver.Event, scope
 	}
 	switch {
 	case len(resp.Updated) > 0:
-		resp.Result = "recorded"
+		resp.Result = receiver.ResultRecorded
 	case len(resp.Duplicate) > 0:
-		resp.Result = "duplicate"
+		resp.Result = receiver.ResultDuplicate
 	default:
-		resp.Result, resp.Message = "no-match", "no Environment is rolling out this deployment"
+		resp.Result, resp.Message = receiver.ResultNoMatch, "no Environment is rolling out this deployment"
 	}
 	return http.StatusOK, resp
 }
@@ -134,9 +134,6 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *receiver.Event, scope
 // deploy has that id (the cache lagged), or asks for a redelivery (ok false, 503) while one of
 // them is still recording a deploy that may be this one.
 func (d *DeploymentEvents) early(ctx context.Context, ev *receiver.Event, obs RolloutObservation, scope receiver.Scope, resp *receiver.Response) (int, bool) {
-	if d.Live == nil {
-		return 0, true
-	}
 	arn := ev.Resources[0]
 	list, err := d.list(ctx, ServiceIndex, serviceName(arn), scope)
 	if err != nil {

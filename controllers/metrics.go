@@ -32,7 +32,8 @@ func (c *EnvironmentCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	list := &deployv1.EnvironmentList{}
-	if err := c.Reader.List(ctx, list); err != nil {
+	// Read only: the cache's objects need no copy.
+	if err := c.Reader.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return
 	}

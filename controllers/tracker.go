@@ -130,13 +130,6 @@ func (t *PollingTracker) untrackLocked(key ktypes.NamespacedName) {
 	}
 }
 
-// Tracked returns how many deployments are followed.
-func (t *PollingTracker) Tracked() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.byEnv)
-}
-
 // Start polls until ctx is done.
 func (t *PollingTracker) Start(ctx context.Context) error {
 	t.mu.Lock()

@@ -37,7 +37,6 @@ const (
 	ReasonNotPinned         = "NotPinned"
 	ReasonRolloutInProgress = "RolloutInProgress"
 	ReasonRolloutFailed     = "RolloutFailed"
-	ReasonSuperseded        = "Superseded"
 )
 
 // Deploy triggers recorded in status.

@@ -93,6 +93,11 @@ func main() {
 		setupLog.Error(err, "Invalid flags")
 		os.Exit(1)
 	}
+	// Checked before the wait for the API server, so that a bad flag is reported at once.
+	if budgetScale <= 0 {
+		setupLog.Error(errors.New("--ecs-api-budget-scale must be positive"), "Invalid flags")
+		os.Exit(1)
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
@@ -137,9 +142,6 @@ func main() {
 }
 
 func run(ctx context.Context, mgr ctrl.Manager, opts app.Options, budgetScale float64) error {
-	if budgetScale <= 0 {
-		return errors.New("--ecs-api-budget-scale must be positive")
-	}
 	ecsClients, err := awsecs.New(ctx, awsecs.Options{Limits: awsecs.ScaleLimits(awsecs.AWSLimits(), budgetScale)})
 	if err != nil {
 		return err

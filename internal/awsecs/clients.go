@@ -30,9 +30,10 @@ type Options struct {
 	// AWS_ENDPOINT_URL_ECS and AWS_ENDPOINT_URL_STS do the same without code).
 	ECS []func(*ecs.Options)
 	STS []func(*sts.Options)
-	// SessionName names the assumed-role sessions; "autodeploy" when empty.
-	SessionName string
 }
+
+// sessionName names the assumed-role sessions (in CloudTrail).
+const sessionName = "autodeploy"
 
 // Clients hands out ECS clients, built lazily and cached.
 type Clients struct {
@@ -59,9 +60,6 @@ func New(ctx context.Context, opts Options) (*Clients, error) {
 func NewFromConfig(cfg aws.Config, opts Options) *Clients {
 	if opts.Limits == nil {
 		opts.Limits = AWSLimits()
-	}
-	if opts.SessionName == "" {
-		opts.SessionName = "autodeploy"
 	}
 	return &Clients{cfg: cfg, opts: opts, clients: map[clientKey]*ecs.Client{}, budgets: map[budgetKey]*Budget{}}
 }
@@ -96,7 +94,7 @@ func (c *Clients) assumeRole(region, roleARN, externalID string) aws.Credentials
 		}
 	}}, c.opts.STS...)...)
 	provider := stscreds.NewAssumeRoleProvider(stsClient, roleARN, func(o *stscreds.AssumeRoleOptions) {
-		o.RoleSessionName = c.opts.SessionName
+		o.RoleSessionName = sessionName
 		if externalID != "" {
 			o.ExternalID = aws.String(externalID)
 		}

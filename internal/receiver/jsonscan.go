@@ -69,20 +69,25 @@ func checkJSON(body []byte) error {
 			continue
 		}
 		// A value: in an object it is followed by a key again.
-		name := "the body"
-		if top >= 0 {
-			name = fmt.Sprintf("%q", lastKey)
-			if !stack[top].object {
-				name = "an element of " + stack[top].name
-			}
-		}
 		if d, ok := tok.(json.Delim); ok {
 			switch d {
 			case '{', '[':
 				if len(stack) >= maxJSONDepth {
 					return fmt.Errorf("invalid JSON: nested deeper than %d levels", maxJSONDepth)
 				}
-				stack = append(stack, frame{object: d == '{', keys: map[string]bool{}, name: name})
+				// The name is only needed for a nested object or array, to name it in errors.
+				name := "the body"
+				if top >= 0 {
+					name = fmt.Sprintf("%q", lastKey)
+					if !stack[top].object {
+						name = "an element of " + stack[top].name
+					}
+				}
+				f := frame{object: d == '{', name: name}
+				if f.object {
+					f.keys = map[string]bool{}
+				}
+				stack = append(stack, f)
 				expectKey = d == '{'
 				continue
 			case ']':
