@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"time"
 
 	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 )
 
 // DefaultReadHeaderTimeout is how long a client may take to send the request headers; a
@@ -62,10 +64,20 @@ func (s *Server) Start(ctx context.Context) error {
 		if s.TLSCertFile == "" || s.TLSKeyFile == "" {
 			return errors.New("receiver TLS needs both a certificate file and a key file")
 		}
-		certs, err := NewCertReloader(s.TLSCertFile, s.TLSKeyFile, s.Log)
+		// controller-runtime's certwatcher loads the pair again when either file changes (as
+		// when cert-manager renews a mounted Secret, watched with fsnotify and polled every
+		// second); a pair that does not load keeps the previous certificate in use.
+		certs, err := certwatcher.New(s.TLSCertFile, s.TLSKeyFile)
 		if err != nil {
-			return err
+			return fmt.Errorf("TLS certificate: %w", err)
 		}
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go func() {
+			if err := certs.WithWatchInterval(time.Second).Start(watchCtx); err != nil {
+				s.Log.Error(err, "Watching the receiver's TLS certificate failed; it is no longer reloaded")
+			}
+		}()
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
 	}
 	ln := s.Listener
