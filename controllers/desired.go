@@ -6,56 +6,282 @@ import (
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 )
 
-// Desired is what should run on an Environment's service, decided from the Environment alone.
+// Action is what a reconcile must do to the ECS service.
+type Action int
+
+const (
+	// ActionNone: the service is known to run what is wanted, or nothing is wanted: no ECS call.
+	ActionNone Action = iota
+	// ActionDeploy: deploy Desired.Image (a new deploy, or the pending one).
+	ActionDeploy
+	// ActionObserve: the pending deploy is no longer wanted and may or may not have reached
+	// the service: look at the service and record what runs, updating nothing.
+	ActionObserve
+	// ActionWithdraw: the pending deploy is no longer wanted and is known never to have
+	// reached the service (it stalled): drop it, with no ECS call.
+	ActionWithdraw
+)
+
+func (a Action) String() string {
+	switch a {
+	case ActionDeploy:
+		return "Deploy"
+	case ActionObserve:
+		return "Observe"
+	case ActionWithdraw:
+		return "Withdraw"
+	default:
+		return "None"
+	}
+}
+
+// Desired is what should run on an Environment's service and what to do about it, decided
+// from the Environment alone.
 type Desired struct {
-	// Image is the image that should run; empty when there is nothing to deploy yet.
+	// Action is what the reconcile must do.
+	Action Action
+	// Image is the image that should run; empty when nothing in particular is wanted (what
+	// runs stays).
 	Image string
 	// Build is the build Image came from, when it is a known build.
 	Build *deployv1.BuildRef
-	// Trigger says why Image differs from what is deployed.
+	// Trigger says why Image is deployed: Build, Pin, Unpin, Retry or Target.
 	Trigger string
-	// Reason and Message explain the decision when nothing is to be deployed.
+	// Reason and Message explain the decision when nothing is deployed.
 	Reason, Message string
-	// Held is true when the wanted image failed to roll out and is not retried until a new
+	// Held is true when the wanted build failed to roll out and is not retried until a new
 	// build, a pin or a retry request.
 	Held bool
-	// Force redeploys Image even if it is what the service was last updated to (a retry).
+	// Force makes ECS start a new deployment even if the service already runs Image (a retry).
 	Force bool
+	// Resume is true when Action is ActionDeploy of the deploy already pending: it may have
+	// reached the service before it was interrupted, so ECS is asked what became of it first.
+	Resume bool
 }
 
-// Decide applies the deploy rules: a pin wins; otherwise the latest build when auto-deploy
-// is on; otherwise what is deployed stays. An image whose rollout failed is held back (not
-// retried in a loop) until something new is wanted or a retry is requested.
+// Decide applies the deploy rules to an Environment:
+//
+//   - A pin wins. Otherwise the latest build of spec.application (and spec.branch) when
+//     auto-deploy is on. Otherwise nothing new is wanted and what runs stays; but when
+//     spec.ecs names another service or container than the one deployed to, the Environment
+//     takes what it ran there along (the deploy's trigger is then Target).
+//   - The unit of a deploy is the build: a new build with the image reference of the one
+//     deployed (a mutable tag) is deployed again. A pin names an image and is satisfied by it.
+//   - A build older than the one the service runs (same application) is never deployed
+//     unless a pin asks for it.
+//   - A build whose newest rollout failed is held: not retried until a new build, a pin or a
+//     new value of the retry annotation (which is answered once, whether or not anything
+//     has failed).
+//   - A pending deploy that is no longer wanted is withdrawn: without an ECS call when it
+//     stalled before reaching the service, else after looking at what the service runs.
 func Decide(env *deployv1.Environment) Desired {
-	d := decide(env)
-	last := env.Status.LastDeploy()
-	if last == nil || last.Result != deployv1.ResultFailed || d.Image != last.Image {
-		return d
+	st := &env.Status
+	w, want := wanted(env)
+	if !want {
+		return withPending(env, w, false)
 	}
-	retry := env.Annotations[deployv1.RetryAnnotation]
-	pending := env.Status.PendingDeploy
-	if (retry != "" && retry != env.Status.RetryHandled) ||
-		(pending != nil && pending.Image == d.Image && pending.Trigger == deployv1.TriggerRetry) {
-		// A new retry request, or one under way that an ECS error interrupted.
-		d.Trigger, d.Force = deployv1.TriggerRetry, true
-		return d
+	pending := st.PendingDeploy
+	known := targetKnown(env)
+
+	// A build older than what runs is not deployed over it.
+	if w.Trigger != deployv1.TriggerPin && known && olderThan(w.Build, st.DeployedBuild) {
+		w = Desired{
+			Image: st.DeployedImage, Build: st.DeployedBuild, Reason: deployv1.ReasonNewerBuildRunning,
+			Message: fmt.Sprintf("The service runs build %d, newer than build %d: it is not deployed over it", st.DeployedBuild.Number, w.Build.Number),
+		}
+		return withPending(env, w, false)
 	}
-	what := d.Image
-	if last.Build != nil {
-		what = fmt.Sprintf("build %d (%s)", last.Build.Number, d.Image)
+
+	{
+		if failed := newestFailed(st, w); failed != nil {
+			if retryRequested(env) || (pending != nil && pending.Trigger == deployv1.TriggerRetry && samePending(pending, w)) {
+				w.Trigger, w.Force = deployv1.TriggerRetry, true
+			} else {
+				held := Desired{
+					Image: st.DeployedImage, Build: st.DeployedBuild, Held: true, Reason: deployv1.ReasonRolloutFailed,
+					Message: fmt.Sprintf("The rollout of %s failed (%s); it is not retried: publish a new build, pin an image, or set the %s annotation to a new value",
+						describe(w.Image, w.Build), failed.Reason, deployv1.RetryAnnotation),
+				}
+				return withPending(env, held, false)
+			}
+		}
 	}
-	return Desired{
-		Image: env.Status.DeployedImage, Build: buildOf(env, env.Status.DeployedImage), Held: true,
-		Reason: deployv1.ReasonRolloutFailed,
-		Message: fmt.Sprintf("The rollout of %s failed (%s); it is not retried: publish a new build, pin an image, or set the %s annotation to a new value",
-			what, last.Reason, deployv1.RetryAnnotation),
+	return withPending(env, w, true)
+}
+
+// withPending decides the action for w given the pending deploy: deploying w is wanted
+// when want is true (and w is not already what runs).
+func withPending(env *deployv1.Environment, w Desired, want bool) Desired {
+	st := &env.Status
+	pending := st.PendingDeploy
+	needed := want && needsDeploy(env, w)
+	switch {
+	case pending == nil:
+		if needed {
+			w.Action = ActionDeploy
+		}
+	case want && samePending(pending, w) && (w.Force == (pending.Trigger == deployv1.TriggerRetry)):
+		// The deploy under way is still the one wanted: finish it, unless it stalled and
+		// nothing changed since (a spec change or a retry request tries it again).
+		if pending.Result == deployv1.ResultStalled && !retryRequested(env) && stalledAt(env) == env.Generation {
+			w.Action, w.Reason, w.Message = ActionNone, stalledReason(env), pending.Reason
+			return w
+		}
+		w.Action, w.Resume = ActionDeploy, pending.Result != deployv1.ResultStalled
+		w.Trigger = pending.Trigger
+	case needed:
+		// Something else is wanted now: a new deploy replaces the pending one (it reads what
+		// runs before changing anything, so a pending deploy that did reach the service is
+		// seen as the previous image).
+		w.Action = ActionDeploy
+	case pending.Result == deployv1.ResultStalled:
+		w.Action = ActionWithdraw
+	default:
+		w.Action = ActionObserve
 	}
+	return w
+}
+
+// wanted returns the image (and build) the rules want, before holds, with no action set;
+// false when nothing in particular is wanted (the returned image is then what runs).
+func wanted(env *deployv1.Environment) (Desired, bool) {
+	st := &env.Status
+	spec := &env.Spec
+	known := targetKnown(env)
+	var w Desired
+	latest := st.LatestBuild
+	if !spec.Accepts(latest) {
+		latest = nil
+	}
+	switch {
+	case spec.PinnedImage != "":
+		w = Desired{Image: spec.PinnedImage, Build: buildOf(env, spec.PinnedImage), Trigger: deployv1.TriggerPin}
+	case spec.AutoDeploy && latest != nil:
+		w = Desired{Image: latest.Image, Build: latest.Ref(), Trigger: deployv1.TriggerBuild}
+		if last := st.LastDeploy(); last != nil && last.Trigger == deployv1.TriggerPin {
+			w.Trigger = deployv1.TriggerUnpin
+		}
+	case !known && st.DeployedImage != "":
+		// Moved to another service: what ran on the old one goes along.
+		w = Desired{Image: st.DeployedImage, Build: st.DeployedBuild}
+	default:
+		w = Desired{Reason: deployv1.ReasonAutoDeployOff, Message: "Auto-deploy is off: new builds are recorded, not deployed"}
+		switch {
+		case spec.AutoDeploy:
+			w.Reason, w.Message = deployv1.ReasonWaitingForBuild, "Waiting for the first build of "+spec.Application
+			if spec.Branch != "" {
+				w.Message += " on branch " + spec.Branch
+			}
+		case st.DeployedImage == "":
+			w.Message = "Auto-deploy is off and nothing is pinned: nothing to deploy"
+		}
+		w.Image, w.Build = st.DeployedImage, st.DeployedBuild
+		if w.Build == nil && w.Image != "" {
+			w.Build = buildOf(env, w.Image)
+		}
+		return w, false
+	}
+	if !known {
+		w.Trigger = deployv1.TriggerTarget
+	}
+	return w, true
+}
+
+// needsDeploy reports whether w is not what the service is known to run.
+func needsDeploy(env *deployv1.Environment, w Desired) bool {
+	st := &env.Status
+	switch {
+	case w.Image == "":
+		return false
+	case !targetKnown(env), w.Force, w.Image != st.DeployedImage:
+		return true
+	case w.Trigger == deployv1.TriggerPin:
+		return false // a pin names an image
+	default:
+		// The same image reference from another build (a mutable tag): deploy the build.
+		return w.Build != nil && st.DeployedBuild != nil && !deployv1.SameBuild(w.Build, st.DeployedBuild)
+	}
+}
+
+// targetKnown reports whether status.deployedImage describes the service spec.ecs names. A
+// status from before the target was recorded is taken to describe it.
+func targetKnown(env *deployv1.Environment) bool {
+	t := env.Status.Target
+	return t == nil || *t == env.Spec.ECS
+}
+
+// olderThan reports whether build b is an older build of the same application than running.
+func olderThan(b, running *deployv1.BuildRef) bool {
+	if b == nil || running == nil || deployv1.SameBuild(b, running) {
+		return false
+	}
+	if b.Application != "" && running.Application != "" && b.Application != running.Application {
+		return false
+	}
+	return b.Number < running.Number
+}
+
+// newestFailed returns the newest history entry for w's build (for w's image when w is no
+// known build) if its rollout failed.
+func newestFailed(st *deployv1.EnvironmentStatus, w Desired) *deployv1.Deploy {
+	for i := range st.History {
+		d := &st.History[i]
+		if w.Build != nil {
+			if d.Build == nil || !deployv1.SameBuild(d.Build, w.Build) {
+				continue
+			}
+		} else if d.Image != w.Image {
+			continue
+		}
+		if d.Result == deployv1.ResultFailed {
+			return d
+		}
+		return nil
+	}
+	return nil
+}
+
+// samePending reports whether the pending deploy p deploys what w wants.
+func samePending(p *deployv1.Deploy, w Desired) bool {
+	if p.Image != w.Image {
+		return false
+	}
+	return p.Build == nil || w.Build == nil || deployv1.SameBuild(p.Build, w.Build)
+}
+
+// retryRequested reports whether the retry annotation has a value not yet answered.
+func retryRequested(env *deployv1.Environment) bool {
+	v := env.Annotations[deployv1.RetryAnnotation]
+	return v != "" && v != env.Status.RetryHandled
+}
+
+// stalledAt returns the generation the Stalled condition was set at, or -1.
+func stalledAt(env *deployv1.Environment) int64 {
+	for _, c := range env.Status.Conditions {
+		if c.Type == deployv1.StalledCondition && c.Status == "True" {
+			return c.ObservedGeneration
+		}
+	}
+	return -1
+}
+
+func stalledReason(env *deployv1.Environment) string {
+	for _, c := range env.Status.Conditions {
+		if c.Type == deployv1.StalledCondition && c.Status == "True" {
+			return c.Reason
+		}
+	}
+	return deployv1.ReasonDeployFailed
 }
 
 // buildOf returns the build image came from, when it is known.
 func buildOf(env *deployv1.Environment, image string) *deployv1.BuildRef {
-	if latest := env.Status.LatestBuild; latest != nil && latest.Image == image {
-		return &deployv1.BuildRef{ID: latest.ID, Number: latest.Number}
+	if latest := env.Status.LatestBuild; latest != nil && latest.Image == image && env.Spec.Accepts(latest) {
+		return latest.Ref()
+	}
+	if b := env.Status.DeployedBuild; b != nil && env.Status.DeployedImage == image {
+		c := *b
+		return &c
 	}
 	for _, d := range env.Status.History {
 		if d.Image == image && d.Build != nil {
@@ -66,34 +292,9 @@ func buildOf(env *deployv1.Environment, image string) *deployv1.BuildRef {
 	return nil
 }
 
-func decide(env *deployv1.Environment) Desired {
-	latest := env.Status.LatestBuild
-	buildOf := func(image string) *deployv1.BuildRef { return buildOf(env, image) }
-	if pin := env.Spec.PinnedImage; pin != "" {
-		return Desired{Image: pin, Build: buildOf(pin), Trigger: deployv1.TriggerPin}
+func describe(image string, b *deployv1.BuildRef) string {
+	if b == nil {
+		return image
 	}
-	if env.Spec.AutoDeploy && latest != nil {
-		trigger := deployv1.TriggerBuild
-		if last := env.Status.LastDeploy(); last != nil && last.Trigger == deployv1.TriggerPin {
-			trigger = deployv1.TriggerUnpin
-		}
-		return Desired{Image: latest.Image, Build: buildOf(latest.Image), Trigger: trigger}
-	}
-	// Nothing new is wanted: what is deployed stays. A deploy that already started (its
-	// intent is recorded and it may have reached the service) is finished, not undone:
-	// turning auto-deploy off or removing a pin stops new deploys, it does not roll back.
-	stays := Desired{Reason: deployv1.ReasonAutoDeployOff, Message: "Auto-deploy is off: new builds are recorded, not deployed"}
-	if env.Spec.AutoDeploy {
-		// Only reached with no build yet, for example after a pin was deployed and removed.
-		stays.Reason, stays.Message = deployv1.ReasonWaitingForBuild, "Waiting for the first build of "+env.Spec.Application
-	}
-	switch pending, deployed := env.Status.PendingDeploy, env.Status.DeployedImage; {
-	case pending != nil:
-		stays.Image, stays.Build, stays.Trigger = pending.Image, pending.Build, pending.Trigger
-	case deployed != "":
-		stays.Image, stays.Build = deployed, buildOf(deployed)
-	case !env.Spec.AutoDeploy:
-		stays.Message = "Auto-deploy is off and nothing is pinned: nothing to deploy"
-	}
-	return stays
+	return fmt.Sprintf("build %d (%s)", b.Number, image)
 }

@@ -203,6 +203,7 @@ func TestDecide(t *testing.T) {
 				g.Expect(got.Message).NotTo(BeEmpty())
 			}
 			got.Message = ""
+			got.Action, got.Resume = ActionNone, false // TestDecideAgainstTheModel checks actions
 			g.Expect(got).To(Equal(tt.want))
 
 			// The build is a copy: changing it leaves the Environment alone.
@@ -238,31 +239,32 @@ func withFailedRollout(image, previous string, build *deployv1.BuildRef) decideO
 	}
 }
 
-// TestDecideFinishesADeployAlreadyStarted: turning auto-deploy off or removing a pin while a
-// deploy is in flight finishes that deploy; it is neither forgotten nor undone.
-func TestDecideFinishesADeployAlreadyStarted(t *testing.T) {
+// TestDecideWithdrawsADeployNoLongerWanted: turning auto-deploy off or removing a pin while a
+// deploy is in flight does not finish that deploy blindly, nor forget it: ECS is asked
+// whether it reached the service (ActionObserve), and what runs stays.
+func TestDecideWithdrawsADeployNoLongerWanted(t *testing.T) {
 	inFlight := func(image string, build *deployv1.BuildRef) decideOpt {
 		return func(e *deployv1.Environment) {
 			e.Status.PendingDeploy = &deployv1.Deploy{Image: image, Build: build, Trigger: deployv1.TriggerBuild}
 		}
 	}
 	cases := []struct {
-		name string
-		env  *deployv1.Environment
+		name      string
+		env       *deployv1.Environment
+		wantImage string
 	}{
 		{"auto-deploy turned off during the first deploy",
-			decideEnv(withAutoDeploy(false), withLatest(decideLatestBuild()), inFlight(decideLatestImage, decideLatestRef))},
+			decideEnv(withAutoDeploy(false), withLatest(decideLatestBuild()), inFlight(decideLatestImage, decideLatestRef)), ""},
 		{"auto-deploy turned off during a later deploy",
 			decideEnv(withAutoDeploy(false), withLatest(decideLatestBuild()),
-				withDeployed(decideDeploy(decideOlderImage, decideOlderRef, deployv1.TriggerBuild)), inFlight(decideLatestImage, decideLatestRef))},
+				withDeployed(decideDeploy(decideOlderImage, decideOlderRef, deployv1.TriggerBuild)), inFlight(decideLatestImage, decideLatestRef)), decideOlderImage},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
 			d := Decide(tc.env)
-			g.Expect(d.Image).To(Equal(decideLatestImage))
-			g.Expect(d.Build).To(Equal(decideLatestRef))
-			g.Expect(d.Trigger).To(Equal(deployv1.TriggerBuild))
+			g.Expect(d.Action).To(Equal(ActionObserve))
+			g.Expect(d.Image).To(Equal(tc.wantImage))
 			g.Expect(d.Reason).To(Equal(deployv1.ReasonAutoDeployOff))
 		})
 	}

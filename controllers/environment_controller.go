@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -32,13 +33,20 @@ const (
 	EventDeployStarted = "DeployStarted"
 	EventDeployed      = "Deployed"
 	EventDeployFailed  = "DeployFailed"
+	// EventNotDeployed: the service already runs a newer build.
+	EventNotDeployed = "NotDeployed"
+	// EventDeployWithdrawn: a pending deploy no longer wanted was dropped before it reached
+	// the service.
+	EventDeployWithdrawn = "DeployWithdrawn"
 )
 
 // EnvironmentReconciler deploys an Environment's desired image to its ECS service. It decides
 // from the Environment alone and calls ECS only when the desired image is not yet deployed.
 type EnvironmentReconciler struct {
-	Client   client.Client
-	Recorder events.EventRecorder
+	Client client.Client
+	// APIReader reads live Environments when a status write conflicts; Client when nil.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
 	// ECS returns the ECS client for a target (its Region and role).
 	ECS ECSClientFunc
 	// Tracker follows in-progress rollouts; nil leaves them to ECS events.
@@ -97,13 +105,14 @@ func environmentChanged() predicate.Predicate {
 				!equality.Semantic.DeepEqual(oldEnv.Status.LatestBuild, newEnv.Status.LatestBuild) ||
 				oldEnv.Annotations[deployv1.RetryAnnotation] != newEnv.Annotations[deployv1.RetryAnnotation]
 		},
-		DeleteFunc: func(event.DeleteEvent) bool { return false },
+		// A delete reconciles once: the Environment is gone, so its rollout is no longer
+		// followed (no ECS call).
+		DeleteFunc: func(event.DeleteEvent) bool { return true },
 	}
 }
 
 // Reconcile converges one Environment.
 func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	logger := log.FromContext(ctx)
 	env := &deployv1.Environment{}
 	if err := r.Client.Get(ctx, req.NamespacedName, env); err != nil {
 		if apierrors.IsNotFound(err) && r.Tracker != nil {
@@ -112,29 +121,67 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	base := env.DeepCopy()
+	adoptTarget(env)
 
-	desired := Decide(env)
-	env.Status.DesiredImage = desired.Image
-	setPinned(env)
-
-	pending := env.Status.PendingDeploy
-	if desired.Image == "" || (desired.Image == env.Status.DeployedImage && pending == nil && !desired.Force) {
-		r.settle(env, desired)
-		r.track(req.NamespacedName, env)
-		return r.patchStatus(ctx, base, env)
+	// An observed or withdrawn pending deploy is followed by a fresh decision: at most one
+	// of each, then a deploy or nothing.
+	for range 3 {
+		desired := Decide(env)
+		switch desired.Action {
+		case ActionNone:
+			finish(env)
+			res, err := r.patchStatus(ctx, base, env)
+			if err == nil && res.IsZero() {
+				r.track(req.NamespacedName, env)
+			}
+			return res, err
+		case ActionWithdraw:
+			r.withdrawn(ctx, env, env.Status.PendingDeploy, "it stalled before it reached the service")
+			env.Status.PendingDeploy = nil
+		case ActionObserve:
+			pending := env.Status.PendingDeploy.DeepCopy()
+			res, err := r.deploy(ctx, env, deployRequest{pending: pending, observe: true})
+			if err != nil {
+				return r.deployFailed(ctx, base, env, pending, err)
+			}
+			if res.outcome == outcomeObserved {
+				r.withdrawn(ctx, env, pending, "it never reached the service")
+			}
+			live, err := r.commit(ctx, base, env, func(e *deployv1.Environment) { r.recordOutcome(ctx, e, pending, res) })
+			if err != nil || live == nil {
+				return ctrl.Result{}, err
+			}
+			env, base = live, live.DeepCopy()
+		case ActionDeploy:
+			return r.deployDesired(ctx, req.NamespacedName, base, env, desired)
+		}
 	}
+	return ctrl.Result{}, fmt.Errorf("no decision settled Environment %s", req.NamespacedName)
+}
 
-	// Record the intent before any ECS call, so that a restart finishes this deploy.
-	if pending == nil || pending.Image != desired.Image || (desired.Force && pending.Trigger != deployv1.TriggerRetry) {
+// deployDesired records the intent of a deploy (unless it is the pending one resumed), makes
+// it, and records what ECS did.
+func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.NamespacedName, base, env *deployv1.Environment, desired Desired) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+	st := &env.Status
+	pending := st.PendingDeploy
+	if pending == nil || !desired.Resume && pending.Result != deployv1.ResultStalled {
+		// Record the intent before any ECS call, so that a restart finishes this deploy, with
+		// what runs now (when it is known) as the previous image.
 		pending = &deployv1.Deploy{
 			Image:     desired.Image,
 			Build:     desired.Build,
 			Trigger:   desired.Trigger,
 			StartedAt: metav1.NewTime(r.Now()),
 		}
-		env.Status.PendingDeploy = pending
-		env.Status.RetryHandled = env.Annotations[deployv1.RetryAnnotation]
-		msg := fmt.Sprintf("Deploying %s%s", desired.Image, buildSuffix(desired.Build))
+		if targetKnown(env) {
+			pending.PreviousImage, pending.PreviousBuild = st.DeployedImage, st.DeployedBuild
+		}
+		st.PendingDeploy = pending
+		st.DesiredImage = desired.Image
+		st.RetryHandled = env.Annotations[deployv1.RetryAnnotation]
+		setPinned(env)
+		msg := fmt.Sprintf("Deploying %s (trigger %s)", describe(desired.Image, desired.Build), desired.Trigger)
 		setCondition(env, deployv1.ReconcilingCondition, metav1.ConditionTrue, deployv1.ReasonDeploying, msg)
 		setCondition(env, deployv1.ReadyCondition, metav1.ConditionUnknown, deployv1.ReasonDeploying, msg)
 		setCondition(env, deployv1.StalledCondition, metav1.ConditionFalse, deployv1.ReasonDeploying, msg)
@@ -143,47 +190,165 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 		base = env.DeepCopy()
 		logger.Info("Deploying Environment", "image", desired.Image, "trigger", desired.Trigger)
-		r.Recorder.Eventf(env, nil, "Normal", EventDeployStarted, "Deploy", "%s (trigger %s)", msg, desired.Trigger)
+		r.Recorder.Eventf(env, nil, "Normal", EventDeployStarted, "Deploy", "%s", msg)
+	} else if pending.Result == deployv1.ResultStalled {
+		// A stalled deploy tried again (the spec changed, or a retry was requested): it never
+		// reached the service, so there is nothing to look for first.
+		pending.Result, pending.Reason = "", ""
+		st.RetryHandled = env.Annotations[deployv1.RetryAnnotation]
 	}
+	pending = pending.DeepCopy()
 
-	res, err := r.deploy(ctx, env, pending, desired.Force)
+	res, err := r.deploy(ctx, env, deployRequest{
+		image: pending.Image, build: pending.Build, force: desired.Force,
+		pin: pending.Trigger == deployv1.TriggerPin, pending: pending, resume: desired.Resume,
+	})
 	if err != nil {
-		return r.deployFailed(ctx, base, env, err)
+		return r.deployFailed(ctx, base, env, pending, err)
 	}
+	metrics.Deploys.WithLabelValues("started").Inc()
+	logger.Info("Deployed Environment", "image", pending.Image, "outcome", res.outcome.String(), "taskDefinition", res.taskDefinitionARN,
+		"deploymentID", res.deploymentID, "registered", res.registered, "updatedService", res.updated, "running", res.running)
+	live, err := r.commit(ctx, base, env, func(e *deployv1.Environment) { r.recordOutcome(ctx, e, pending, res) })
+	if err != nil || live == nil {
+		return ctrl.Result{}, err
+	}
+	switch res.outcome {
+	case outcomeNewer:
+		r.Recorder.Eventf(live, nil, "Normal", EventNotDeployed, "Deploy", "The service runs %s, newer than %s: not deployed over it",
+			describe(res.running, res.runningBuild), describe(pending.Image, pending.Build))
+	default:
+		if last := live.Status.LastDeploy(); last != nil && last.DeploymentID == res.deploymentID {
+			if last.Result == deployv1.ResultCompleted {
+				observeCompleted(live, last)
+			}
+			r.Recorder.Eventf(live, nil, "Normal", EventDeployed, "Deploy", "%s %s as %s, ECS deployment %s",
+				res.outcome.verb(), describe(last.Image, last.Build), last.TaskDefinitionARN, last.DeploymentID)
+		}
+	}
+	r.track(key, live)
+	return ctrl.Result{}, nil
+}
 
+// recordOutcome records what a deploy (or a look at the service) found on e, if e still has
+// the pending deploy it was made for, and settles e's conditions.
+func (r *EnvironmentReconciler) recordOutcome(ctx context.Context, e *deployv1.Environment, pending *deployv1.Deploy, res *deployResult) {
+	st := &e.Status
+	if p := st.PendingDeploy; p == nil || p.Image != pending.Image || !p.StartedAt.Equal(&pending.StartedAt) {
+		// Another writer (a leader before this one) recorded it already.
+		log.FromContext(ctx).Info("The deploy was recorded by another writer", "image", pending.Image)
+		finish(e)
+		return
+	}
+	target := e.Spec.ECS
+	st.Target = &target
+	st.PendingDeploy = nil
+	switch res.outcome {
+	case outcomeNewer, outcomeObserved:
+		build := res.runningBuild
+		if build == nil && res.running == st.DeployedImage {
+			build = st.DeployedBuild
+		}
+		st.DeployedImage, st.DeployedBuild = res.running, build
+		finish(e)
+		if res.outcome == outcomeNewer {
+			setCondition(e, deployv1.ReadyCondition, metav1.ConditionTrue, deployv1.ReasonNewerBuildRunning,
+				fmt.Sprintf("Running %s; %s is older and is not deployed over it", describe(res.running, res.runningBuild), describe(pending.Image, pending.Build)))
+		}
+		return
+	}
 	now := metav1.NewTime(r.Now())
 	done := pending.DeepCopy()
-	done.PreviousImage = res.previousImage
-	done.TaskDefinitionARN = res.taskDefinitionARN
-	done.DeploymentID = res.deploymentID
+	done.Result, done.Reason = deployv1.ResultInProgress, ""
+	done.PreviousImage, done.PreviousBuild = res.previousImage, res.previousBuild
+	done.TaskDefinitionARN, done.DeploymentID = res.taskDefinitionARN, res.deploymentID
 	done.ServiceUpdatedAt = &now
-	done.Result = deployv1.ResultInProgress
 	switch res.rolloutState {
 	case "COMPLETED":
 		done.Result, done.FinishedAt = deployv1.ResultCompleted, &now
 	case "FAILED":
-		done.Result, done.FinishedAt, done.Reason = deployv1.ResultFailed, &now, res.rolloutReason
+		done.Result, done.FinishedAt, done.Reason, done.RolledBack = deployv1.ResultFailed, &now, res.rolloutReason, res.rolledBack
 	}
-	env.Status.RecordDeploy(*done)
-	env.Status.DeployedImage = done.Image
-	env.Status.PendingDeploy = nil
-	env.Status.DesiredImage = done.Image
-	metrics.Deploys.WithLabelValues("started").Inc()
-	logger.Info("Updated the ECS service of Environment", "image", done.Image, "taskDefinition", done.TaskDefinitionARN,
-		"deploymentID", done.DeploymentID, "registered", res.registered, "updatedService", res.updated, "rollout", done.Result)
-	r.Recorder.Eventf(env, nil, "Normal", EventDeployed, "Deploy", "Updated the service to %s%s as %s, ECS deployment %s",
-		done.Image, buildSuffix(done.Build), done.TaskDefinitionARN, done.DeploymentID)
-	r.settle(env, Decide(env))
-	if done.Result == deployv1.ResultCompleted {
-		observeCompleted(env, done)
+	st.RecordDeploy(*done)
+	st.DeployedImage, st.DeployedBuild = done.Image, done.Build
+	if done.Build == nil && res.running == done.Image {
+		st.DeployedBuild = res.runningBuild
 	}
-	// A conflict here requeues; the next attempt finds the service already running the
-	// image and records it without registering again.
-	result, err := r.patchStatus(ctx, base, env)
-	if err == nil && result.IsZero() {
-		r.track(req.NamespacedName, env)
+	if done.RolledBack {
+		st.DeployedImage, st.DeployedBuild = res.running, res.runningBuild
+		if st.DeployedBuild == nil && res.running == done.PreviousImage {
+			st.DeployedBuild = done.PreviousBuild
+		}
 	}
-	return result, err
+	finish(e)
+}
+
+// finish sets what every settled pass sets: the decision's image, the conditions, the
+// generation acted on, and the retry request answered.
+func finish(e *deployv1.Environment) {
+	desired := Decide(e)
+	e.Status.DesiredImage = desired.Image
+	e.Status.ObservedGeneration = e.Generation
+	e.Status.RetryHandled = e.Annotations[deployv1.RetryAnnotation]
+	setPinned(e)
+	setSettledConditions(e, desired)
+}
+
+// adoptTarget records spec.ecs as the target of a status written before targets were
+// recorded: what it says deployed is taken to run there.
+func adoptTarget(env *deployv1.Environment) {
+	if env.Status.Target == nil && env.Status.DeployedImage != "" {
+		t := env.Spec.ECS
+		env.Status.Target = &t
+	}
+}
+
+// withdrawn tells that a pending deploy no longer wanted was dropped.
+func (r *EnvironmentReconciler) withdrawn(ctx context.Context, env *deployv1.Environment, p *deployv1.Deploy, why string) {
+	log.FromContext(ctx).Info("Withdrew a deploy no longer wanted", "image", p.Image, "trigger", p.Trigger, "why", why)
+	r.Recorder.Eventf(env, nil, "Normal", EventDeployWithdrawn, "Deploy", "The deploy of %s is no longer wanted and was withdrawn: %s",
+		describe(p.Image, p.Build), why)
+}
+
+// commit writes env's status over base. On a conflict it reads the live Environment, applies
+// apply to it and writes that, until a write succeeds: what ECS reported is never thrown away
+// and never costs an ECS call again. It returns the Environment written (nil if deleted).
+func (r *EnvironmentReconciler) commit(ctx context.Context, base, env *deployv1.Environment, apply func(*deployv1.Environment)) (*deployv1.Environment, error) {
+	apply(env)
+	err := r.Client.Status().Patch(ctx, env, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	switch {
+	case err == nil:
+		return env, nil
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case !apierrors.IsConflict(err):
+		return nil, err
+	}
+	key := client.ObjectKeyFromObject(env)
+	var live *deployv1.Environment
+	err = retry.OnError(recordBackoff, apierrors.IsConflict, func() error {
+		live = &deployv1.Environment{}
+		if err := r.apiReader().Get(ctx, key, live); err != nil {
+			return err
+		}
+		b := live.DeepCopy()
+		apply(live)
+		if equality.Semantic.DeepEqual(b.Status, live.Status) {
+			return nil
+		}
+		return r.Client.Status().Patch(ctx, live, client.MergeFromWithOptions(b, client.MergeFromWithOptimisticLock{}))
+	})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return live, err
+}
+
+func (r *EnvironmentReconciler) apiReader() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
 }
 
 // track hands an in-progress rollout to the tracker, which reports how it ends.
@@ -199,28 +364,36 @@ func (r *EnvironmentReconciler) track(key types.NamespacedName, env *deployv1.En
 	r.Tracker.Track(key, env.Spec.ECS, last.DeploymentID, last.TaskDefinitionARN)
 }
 
-func (r *EnvironmentReconciler) deploy(ctx context.Context, env *deployv1.Environment, pending *deployv1.Deploy, force bool) (*deployResult, error) {
+func (r *EnvironmentReconciler) deploy(ctx context.Context, env *deployv1.Environment, req deployRequest) (*deployResult, error) {
 	api, err := r.ECS(ctx, env.Spec.ECS)
 	if err != nil {
 		return nil, err
 	}
-	return deploy(ctx, api, env.Spec.ECS, pending.Image, force)
+	req.target, req.application = env.Spec.ECS, env.Spec.Application
+	req.known = knownDeployments(&env.Status)
+	return deploy(ctx, api, req)
 }
 
 // deployFailed records a failed deploy. A failure that needs the user stalls the Environment
-// without requeueing; anything else is retried with exponential backoff.
-func (r *EnvironmentReconciler) deployFailed(ctx context.Context, base, env *deployv1.Environment, err error) (ctrl.Result, error) {
+// without requeueing (and marks the pending deploy as never having reached the service, so
+// that withdrawing it costs no ECS call); anything else is retried with exponential backoff.
+func (r *EnvironmentReconciler) deployFailed(ctx context.Context, base, env *deployv1.Environment, pending *deployv1.Deploy, err error) (ctrl.Result, error) {
 	logger := log.FromContext(ctx)
 	var permanent *deployError
 	if errors.As(classify(err, env.Spec.ECS), &permanent) {
-		env.Status.ObservedGeneration = env.Generation
-		setCondition(env, deployv1.ReadyCondition, metav1.ConditionFalse, permanent.reason, permanent.message)
-		setCondition(env, deployv1.StalledCondition, metav1.ConditionTrue, permanent.reason, permanent.message)
-		setCondition(env, deployv1.ReconcilingCondition, metav1.ConditionFalse, permanent.reason, permanent.message)
 		metrics.Deploys.WithLabelValues("stalled").Inc()
 		logger.Error(err, "Deploy of Environment failed; waiting for a change", "reason", permanent.reason)
 		r.Recorder.Eventf(env, nil, "Warning", EventDeployFailed, "Deploy", "%s", permanent.message)
-		return r.patchStatus(ctx, base, env)
+		_, werr := r.commit(ctx, base, env, func(e *deployv1.Environment) {
+			if p := e.Status.PendingDeploy; p != nil && p.Image == pending.Image && p.StartedAt.Equal(&pending.StartedAt) {
+				p.Result, p.Reason = deployv1.ResultStalled, permanent.message
+			}
+			e.Status.ObservedGeneration = e.Generation
+			setCondition(e, deployv1.ReadyCondition, metav1.ConditionFalse, permanent.reason, permanent.message)
+			setCondition(e, deployv1.StalledCondition, metav1.ConditionTrue, permanent.reason, permanent.message)
+			setCondition(e, deployv1.ReconcilingCondition, metav1.ConditionFalse, permanent.reason, permanent.message)
+		})
+		return ctrl.Result{}, werr
 	}
 	msg := transientMessage(err)
 	setCondition(env, deployv1.ReadyCondition, metav1.ConditionFalse, deployv1.ReasonECSUnavailable, msg)
@@ -234,48 +407,58 @@ func (r *EnvironmentReconciler) deployFailed(ctx context.Context, base, env *dep
 	return ctrl.Result{}, err
 }
 
-// settle sets the conditions of an Environment with no deploy to make now: up to date, a
-// rollout under way, a rollout that failed and is held back, or nothing to deploy yet.
-func (r *EnvironmentReconciler) settle(env *deployv1.Environment, desired Desired) {
-	env.Status.ObservedGeneration = env.Generation
-	setSettledConditions(env, desired)
-}
-
 func setSettledConditions(env *deployv1.Environment, desired Desired) {
-	last := env.Status.LastDeploy()
-	switch {
+	st := &env.Status
+	last := st.LastDeploy()
+	set := func(ready metav1.ConditionStatus, stalled bool, reconciling bool, reason, msg string) {
+		setCondition(env, deployv1.ReadyCondition, ready, reason, msg)
+		setCondition(env, deployv1.StalledCondition, boolStatus(stalled), reason, msg)
+		setCondition(env, deployv1.ReconcilingCondition, boolStatus(reconciling), reason, msg)
+	}
+	known := targetKnown(env)
+	switch p := st.PendingDeploy; {
+	case p != nil && p.Result == deployv1.ResultStalled:
+		set(metav1.ConditionFalse, true, false, stalledReason(env), p.Reason)
+		return
 	case desired.Held:
-		setCondition(env, deployv1.ReadyCondition, metav1.ConditionFalse, desired.Reason, desired.Message)
-		setCondition(env, deployv1.StalledCondition, metav1.ConditionTrue, desired.Reason, desired.Message)
-		setCondition(env, deployv1.ReconcilingCondition, metav1.ConditionFalse, desired.Reason, desired.Message)
+		set(metav1.ConditionFalse, true, false, desired.Reason, desired.Message)
 		return
-	case last != nil && last.Image == desired.Image && last.Result == deployv1.ResultInProgress:
-		msg := fmt.Sprintf("ECS deployment %s of %s%s is rolling out", last.DeploymentID, last.Image, buildSuffix(last.Build))
-		setCondition(env, deployv1.ReadyCondition, metav1.ConditionUnknown, deployv1.ReasonRolloutInProgress, msg)
-		setCondition(env, deployv1.ReconcilingCondition, metav1.ConditionTrue, deployv1.ReasonRolloutInProgress, msg)
-		setCondition(env, deployv1.StalledCondition, metav1.ConditionFalse, deployv1.ReasonRolloutInProgress, msg)
+	case known && last != nil && last.Result == deployv1.ResultInProgress && last.Image == st.DeployedImage:
+		set(metav1.ConditionUnknown, false, true, deployv1.ReasonRolloutInProgress,
+			fmt.Sprintf("ECS deployment %s of %s is rolling out", last.DeploymentID, describe(last.Image, last.Build)))
 		return
-	case last != nil && last.Image == desired.Image && last.Result == deployv1.ResultFailed:
-		msg := fmt.Sprintf("ECS deployment %s of %s%s failed: %s", last.DeploymentID, last.Image, buildSuffix(last.Build), last.Reason)
-		setCondition(env, deployv1.ReadyCondition, metav1.ConditionFalse, deployv1.ReasonRolloutFailed, msg)
-		setCondition(env, deployv1.StalledCondition, metav1.ConditionTrue, deployv1.ReasonRolloutFailed, msg)
-		setCondition(env, deployv1.ReconcilingCondition, metav1.ConditionFalse, deployv1.ReasonRolloutFailed, msg)
+	case known && last != nil && last.RolledBack && st.DeployedImage == "":
+		set(metav1.ConditionFalse, false, false, deployv1.ReasonRolledBackToUnknown,
+			fmt.Sprintf("ECS deployment %s of %s failed (%s) and ECS rolled the service back to a task definition whose image is not known; the next deploy finds out",
+				last.DeploymentID, describe(last.Image, last.Build), last.Reason))
+		return
+	case known && last != nil && last.Result == deployv1.ResultFailed && last.Image == st.DeployedImage && !last.RolledBack:
+		set(metav1.ConditionFalse, true, false, deployv1.ReasonRolloutFailed,
+			fmt.Sprintf("ECS deployment %s of %s failed: %s", last.DeploymentID, describe(last.Image, last.Build), last.Reason))
 		return
 	}
 	reason, msg := desired.Reason, desired.Message
-	if desired.Image != "" {
-		reason, msg = deployv1.ReasonUpToDate, "Running "+desired.Image+buildSuffix(desired.Build)
-		if last != nil && last.Image == desired.Image && last.Result == deployv1.ResultCompleted {
+	if known && st.DeployedImage != "" {
+		reason, msg = deployv1.ReasonUpToDate, "Running "+describe(st.DeployedImage, st.DeployedBuild)
+		if last != nil && last.Image == st.DeployedImage && last.Result == deployv1.ResultCompleted && deployv1.SameBuild(last.Build, st.DeployedBuild) {
 			reason = deployv1.ReasonDeployed
-			msg = fmt.Sprintf("ECS deployment %s of %s%s completed", last.DeploymentID, last.Image, buildSuffix(last.Build))
+			msg = fmt.Sprintf("ECS deployment %s of %s completed", last.DeploymentID, describe(last.Image, last.Build))
+		}
+		if desired.Reason == deployv1.ReasonNewerBuildRunning {
+			reason = desired.Reason
 		}
 		if desired.Reason != "" {
 			msg += "; " + desired.Message
 		}
 	}
-	setCondition(env, deployv1.ReadyCondition, metav1.ConditionTrue, reason, msg)
-	setCondition(env, deployv1.ReconcilingCondition, metav1.ConditionFalse, reason, msg)
-	setCondition(env, deployv1.StalledCondition, metav1.ConditionFalse, reason, msg)
+	set(metav1.ConditionTrue, false, false, reason, msg)
+}
+
+func boolStatus(b bool) metav1.ConditionStatus {
+	if b {
+		return metav1.ConditionTrue
+	}
+	return metav1.ConditionFalse
 }
 
 // patchStatus writes the status with optimistic concurrency. A conflict (the receiver
@@ -317,4 +500,20 @@ func buildSuffix(b *deployv1.BuildRef) string {
 		return ""
 	}
 	return fmt.Sprintf(" (build %d)", b.Number)
+}
+
+func (o deployOutcome) String() string {
+	return [...]string{"Updated", "Found", "Running", "Newer", "Observed"}[o]
+}
+
+// verb says what a deploy with this outcome did, for its Event.
+func (o deployOutcome) verb() string {
+	switch o {
+	case outcomeFound:
+		return "Found the service updated to"
+	case outcomeRunning:
+		return "The service already ran"
+	default:
+		return "Updated the service to"
+	}
 }

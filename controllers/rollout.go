@@ -51,9 +51,11 @@ func ApplyRollout(env *deployv1.Environment, obs RolloutObservation) bool {
 	}
 	at := metav1.NewTime(obs.At)
 	last.Result, last.Reason, last.RolledBack, last.FinishedAt = obs.Result, obs.Reason, obs.RolledBack, &at
-	if obs.Result == deployv1.ResultFailed && obs.RolledBack && last.PreviousImage != "" {
-		// ECS put the previous task definition back: that is what runs.
-		env.Status.DeployedImage = last.PreviousImage
+	if obs.Result == deployv1.ResultFailed && obs.RolledBack && env.Status.DeployedImage == last.Image {
+		// ECS put the previous task definition back: that is what runs. When it is not known
+		// (the deploy was resumed with nothing known of the service before it), the status
+		// says so rather than naming the failed image.
+		env.Status.DeployedImage, env.Status.DeployedBuild = last.PreviousImage, last.PreviousBuild
 	}
 	desired := Decide(env)
 	env.Status.DesiredImage = desired.Image

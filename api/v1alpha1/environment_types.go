@@ -37,6 +37,15 @@ const (
 	ReasonNotPinned         = "NotPinned"
 	ReasonRolloutInProgress = "RolloutInProgress"
 	ReasonRolloutFailed     = "RolloutFailed"
+	// ReasonNewerBuildRunning: the service already runs a newer build of the application than
+	// the one that would be deployed, so nothing older is deployed over it.
+	ReasonNewerBuildRunning = "NewerBuildRunning"
+	// ReasonDeployWithdrawn: a deploy that was under way is no longer wanted (a pin removed,
+	// auto-deploy turned off) and never reached the service.
+	ReasonDeployWithdrawn = "DeployWithdrawn"
+	// ReasonRolledBackToUnknown: ECS rolled a failed deployment back to a task definition the
+	// controller did not see, so what runs is not known until the next deploy.
+	ReasonRolledBackToUnknown = "RolledBackToUnknown"
 )
 
 // Deploy triggers recorded in status.
@@ -45,10 +54,25 @@ const (
 	TriggerPin   = "Pin"
 	TriggerUnpin = "Unpin"
 	TriggerRetry = "Retry"
+	// TriggerTarget: spec.ecs names another service (or container) than the one deployed to.
+	TriggerTarget = "Target"
 )
 
 // RetryAnnotation, when its value changes, makes the controller try a failed deploy again.
+// Every new value is answered once: it retries the rollout that failed, or, when nothing has
+// failed, it is recorded in status.retryHandled and does nothing.
 const RetryAnnotation = "deploy.autodeploy.dev/retry-at"
+
+// Build sources: the kind of sender a build came from. Build numbers are compared only
+// between builds of one application and one source.
+const (
+	// SourceManifest: a signed build manifest posted by CI.
+	SourceManifest = "Manifest"
+	// SourceCodeBuild: a CodeBuild "Build State Change" event through EventBridge.
+	SourceCodeBuild = "CodeBuild"
+	// SourceECR: an ECR image push event through EventBridge (numbers are push times).
+	SourceECR = "ECR"
+)
 
 // ECSTarget names the ECS service an Environment deploys to.
 type ECSTarget struct {
@@ -119,6 +143,15 @@ type EnvironmentSpec struct {
 
 // Build is a finished build of the application, as its manifest described it.
 type Build struct {
+	// Application is the application the build was published under. A latest build of
+	// another application than spec.application (the spec was changed) is never deployed,
+	// and the next build of the new application replaces it whatever its number.
+	// +optional
+	Application string `json:"application,omitempty"`
+	// Source is the kind of sender the build came from: Manifest, CodeBuild or ECR. A build
+	// from another kind of sender replaces the latest build whatever its number.
+	// +optional
+	Source string `json:"source,omitempty"`
 	// ID is the build's unique id, for example the CodeBuild build id.
 	ID string `json:"id"`
 	// Number orders builds of the application: a higher number is a newer build.
@@ -140,8 +173,27 @@ type Build struct {
 
 // BuildRef identifies a build.
 type BuildRef struct {
-	ID     string `json:"id"`
-	Number int64  `json:"number"`
+	// Application is the application the build belongs to.
+	// +optional
+	Application string `json:"application,omitempty"`
+	ID          string `json:"id"`
+	Number      int64  `json:"number"`
+}
+
+// Ref returns the reference of b.
+func (b *Build) Ref() *BuildRef {
+	if b == nil {
+		return nil
+	}
+	return &BuildRef{Application: b.Application, ID: b.ID, Number: b.Number}
+}
+
+// SameBuild reports whether a and b name the same build (both nil counts as the same).
+func SameBuild(a, b *BuildRef) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.ID == b.ID && (a.Application == "" || b.Application == "" || a.Application == b.Application)
 }
 
 // Rollout results of a deploy.
@@ -154,6 +206,9 @@ const (
 	ResultFailed = "Failed"
 	// ResultSuperseded: another deployment of the service replaced this one before it ended.
 	ResultSuperseded = "Superseded"
+	// ResultStalled is set on a pending deploy that failed for good before the service was
+	// updated (it waits for a change by the user); history never holds it.
+	ResultStalled = "Stalled"
 )
 
 // Deploy describes one deploy to ECS.
@@ -163,11 +218,14 @@ type Deploy struct {
 	// Build is the build the image came from; empty for a pinned image that is no known build.
 	// +optional
 	Build *BuildRef `json:"build,omitempty"`
-	// Trigger says why the deploy started: Build, Pin, Unpin or Retry.
+	// Trigger says why the deploy started: Build, Pin, Unpin, Retry or Target.
 	Trigger string `json:"trigger"`
-	// PreviousImage is the image the container ran before this deploy.
+	// PreviousImage is the image the container ran before this deploy, as ECS reported it.
 	// +optional
 	PreviousImage string `json:"previousImage,omitempty"`
+	// PreviousBuild is the build PreviousImage came from, when it is known.
+	// +optional
+	PreviousBuild *BuildRef `json:"previousBuild,omitempty"`
 	// TaskDefinitionARN is the task-definition revision the service was updated to.
 	// +optional
 	TaskDefinitionARN string `json:"taskDefinitionARN,omitempty"`
@@ -211,17 +269,28 @@ type EnvironmentStatus struct {
 	// +optional
 	DesiredImage string `json:"desiredImage,omitempty"`
 
-	// DeployedImage is the image the service was last updated to by this controller.
+	// DeployedImage is the image the container of status.target runs, as ECS last reported
+	// it: the image of the last deploy, or the previous image when ECS rolled it back.
 	// +optional
 	DeployedImage string `json:"deployedImage,omitempty"`
+
+	// DeployedBuild is the build DeployedImage came from, when it is known. A new build with
+	// the same image reference (a mutable tag such as :main) is deployed again.
+	// +optional
+	DeployedBuild *BuildRef `json:"deployedBuild,omitempty"`
+
+	// Target is the ECS service and container that deployedImage was seen on. When spec.ecs
+	// names another one, what runs there is not known and the next reconcile deploys to it.
+	// +optional
+	Target *ECSTarget `json:"target,omitempty"`
 
 	// History lists the last deploys that updated the service, newest first (at most 10).
 	// +optional
 	// +kubebuilder:validation:MaxItems=10
 	History []Deploy `json:"history,omitempty"`
 
-	// RetryHandled is the value of the retry annotation when the last deploy started, so that
-	// a new value (and only a new value) retries a failed deploy.
+	// RetryHandled is the last value of the retry annotation the controller answered, so that
+	// a new value (and only a new value) retries a failed deploy, once.
 	// +optional
 	RetryHandled string `json:"retryHandled,omitempty"`
 
@@ -244,7 +313,7 @@ type EnvironmentStatus struct {
 // +kubebuilder:printcolumn:name="Auto",type=boolean,JSONPath=`.spec.autoDeploy`
 // +kubebuilder:printcolumn:name="Pinned",type=string,JSONPath=`.spec.pinnedImage`,priority=0
 // +kubebuilder:printcolumn:name="Latest",type=integer,JSONPath=`.status.latestBuild.number`
-// +kubebuilder:printcolumn:name="Deployed",type=integer,JSONPath=`.status.history[0].build.number`
+// +kubebuilder:printcolumn:name="Deployed",type=integer,JSONPath=`.status.deployedBuild.number`
 // +kubebuilder:printcolumn:name="Rollout",type=string,JSONPath=`.status.history[0].result`
 // +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.status.deployedImage`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
@@ -277,12 +346,35 @@ func (s *EnvironmentStatus) LastDeploy() *Deploy {
 	return &s.History[0]
 }
 
-// RecordDeploy puts d first in the history, dropping the oldest past MaxHistory.
+// RecordDeploy puts d first in the history, dropping the oldest past MaxHistory. Earlier
+// deploys still in progress are closed as Superseded: d replaced them.
 func (s *EnvironmentStatus) RecordDeploy(d Deploy) {
+	for i := range s.History {
+		if h := &s.History[i]; h.Result == ResultInProgress {
+			at := d.StartedAt
+			if d.ServiceUpdatedAt != nil {
+				at = *d.ServiceUpdatedAt
+			}
+			h.Result, h.FinishedAt = ResultSuperseded, &at
+			h.Reason = "replaced by the deploy of " + d.Image
+		}
+	}
 	s.History = append([]Deploy{d}, s.History...)
 	if len(s.History) > MaxHistory {
 		s.History = s.History[:MaxHistory]
 	}
+}
+
+// Accepts reports whether b is a build of the application (and branch) the spec follows. A
+// latest build recorded before spec.application or spec.branch changed is not.
+func (s *EnvironmentSpec) Accepts(b *Build) bool {
+	if b == nil {
+		return false
+	}
+	if b.Application != "" && b.Application != s.Application {
+		return false
+	}
+	return s.Branch == "" || b.Branch == s.Branch
 }
 
 func init() {

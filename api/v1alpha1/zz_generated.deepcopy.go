@@ -58,6 +58,11 @@ func (in *Deploy) DeepCopyInto(out *Deploy) {
 		*out = new(BuildRef)
 		**out = **in
 	}
+	if in.PreviousBuild != nil {
+		in, out := &in.PreviousBuild, &out.PreviousBuild
+		*out = new(BuildRef)
+		**out = **in
+	}
 	in.StartedAt.DeepCopyInto(&out.StartedAt)
 	if in.ServiceUpdatedAt != nil {
 		in, out := &in.ServiceUpdatedAt, &out.ServiceUpdatedAt
@@ -176,6 +181,16 @@ func (in *EnvironmentStatus) DeepCopyInto(out *EnvironmentStatus) {
 		in, out := &in.LatestBuild, &out.LatestBuild
 		*out = new(Build)
 		(*in).DeepCopyInto(*out)
+	}
+	if in.DeployedBuild != nil {
+		in, out := &in.DeployedBuild, &out.DeployedBuild
+		*out = new(BuildRef)
+		**out = **in
+	}
+	if in.Target != nil {
+		in, out := &in.Target, &out.Target
+		*out = new(ECSTarget)
+		**out = **in
 	}
 	if in.History != nil {
 		in, out := &in.History, &out.History

@@ -69,6 +69,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := (&controllers.EnvironmentReconciler{
 		Tracker:                 tracker,
 		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("autodeploy"),
 		ECS:                     opts.ECS,
 		Now:                     opts.Now,

@@ -367,7 +367,7 @@ func (h *Handler) handleManifest(ctx context.Context, signature string, body []b
 		a.code, a.resp = h.replayed(ctx, m, scope)
 		return
 	}
-	a.code, a.resp = h.apply(ctx, m, scope, http.StatusConflict)
+	a.code, a.resp = h.apply(ctx, m, deployv1.SourceManifest, scope, http.StatusConflict)
 	if a.code/100 == 2 {
 		// Only a success is remembered: a failure is answered alike when it comes again.
 		h.signatures.Add(replayKey, now)
@@ -421,15 +421,15 @@ func (h *Handler) handleEvent(ctx context.Context, body []byte, scope Scope, a *
 
 func (h *Handler) handleCodeBuild(ctx context.Context, ev *Event, scope Scope) (int, Response) {
 	m, err := ManifestFromCodeBuild(ev, h.ImageVariable)
-	return h.recordEvent(ctx, m, err, scope)
+	return h.recordEvent(ctx, m, deployv1.SourceCodeBuild, err, scope)
 }
 
 func (h *Handler) handleECR(ctx context.Context, ev *Event, scope Scope) (int, Response) {
 	m, err := ManifestFromECR(ev)
-	return h.recordEvent(ctx, m, err, scope)
+	return h.recordEvent(ctx, m, deployv1.SourceECR, err, scope)
 }
 
-func (h *Handler) recordEvent(ctx context.Context, m *manifest.Manifest, err error, scope Scope) (int, Response) {
+func (h *Handler) recordEvent(ctx context.Context, m *manifest.Manifest, source string, err error, scope Scope) (int, Response) {
 	switch {
 	case errors.Is(err, errIgnored):
 		return http.StatusOK, Response{Result: ResultIgnored, Message: err.Error()}
@@ -438,14 +438,14 @@ func (h *Handler) recordEvent(ctx context.Context, m *manifest.Manifest, err err
 	}
 	// A conflicting build number is answered 200: EventBridge would retry a 409 for a day
 	// and retrying cannot change it. The BuildConflict Event tells the Environment's owner.
-	return h.RecordBuild(ctx, m, scope)
+	return h.RecordBuild(ctx, m, source, scope)
 }
 
-// RecordBuild records a validated build on the matching Environments in scope, for event
-// handlers: a conflicting build number is answered 200 (listed in conflicts, with a
-// BuildConflict Event), a failed API server write 503.
-func (h *Handler) RecordBuild(ctx context.Context, m *manifest.Manifest, scope Scope) (int, Response) {
-	return h.apply(ctx, m, scope, http.StatusOK)
+// RecordBuild records a validated build from source (deployv1.SourceCodeBuild, ...) on the
+// matching Environments in scope, for event handlers: a conflicting build number is answered
+// 200 (listed in conflicts, with a BuildConflict Event), a failed API server write 503.
+func (h *Handler) RecordBuild(ctx context.Context, m *manifest.Manifest, source string, scope Scope) (int, Response) {
+	return h.apply(ctx, m, source, scope, http.StatusOK)
 }
 
 // matching lists the Environments in scope that follow m's application and branch.
@@ -477,7 +477,7 @@ func (h *Handler) matching(ctx context.Context, m *manifest.Manifest, scope Scop
 // recordConcurrency bounds the parallel status writes of one build.
 const recordConcurrency = 8
 
-func (h *Handler) apply(ctx context.Context, m *manifest.Manifest, scope Scope, conflictCode int) (int, Response) {
+func (h *Handler) apply(ctx context.Context, m *manifest.Manifest, source string, scope Scope, conflictCode int) (int, Response) {
 	resp := Response{Application: m.Application, BuildID: m.BuildID, BuildNumber: m.BuildNumber, Updated: []string{}}
 	envs, err := h.matching(ctx, m, scope)
 	if err != nil {
@@ -503,7 +503,7 @@ func (h *Handler) apply(ctx context.Context, m *manifest.Manifest, scope Scope, 
 			defer func() { <-sem; wg.Done() }()
 			key := types.NamespacedName{Namespace: envs[i].Namespace, Name: envs[i].Name}
 			r := &results[i]
-			r.outcome, r.current, r.err = record(ctx, h.Live, h.Writer, key, m, now)
+			r.outcome, r.current, r.err = record(ctx, h.Live, h.Writer, key, m, source, now)
 		}()
 	}
 	wg.Wait()

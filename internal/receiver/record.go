@@ -31,10 +31,14 @@ const (
 // race; many concurrent manifests for one Environment each get through.
 var conflictBackoff = wait.Backoff{Steps: 30, Duration: 5 * time.Millisecond, Factor: 1.5, Jitter: 1, Cap: 500 * time.Millisecond}
 
-// decide compares an incoming build with the recorded latest build.
-func decide(latest *deployv1.Build, m *manifest.Manifest) Outcome {
+// decide compares an incoming build from source with the recorded latest build of spec.
+// Numbers order the builds of one application from one kind of sender only: a latest build
+// of another application or branch than the spec now follows (the spec changed), or from
+// another kind of sender (ECR push times against CodeBuild build numbers), is replaced
+// whatever the numbers say.
+func decide(spec *deployv1.EnvironmentSpec, latest *deployv1.Build, m *manifest.Manifest, source string) Outcome {
 	switch {
-	case latest == nil:
+	case latest == nil, !spec.Accepts(latest), latest.Source != "" && latest.Source != source:
 		return Recorded
 	case latest.ID == m.BuildID:
 		return Duplicate
@@ -50,7 +54,7 @@ func decide(latest *deployv1.Build, m *manifest.Manifest) Outcome {
 // record sets status.latestBuild of one Environment from m, reading the live object and
 // writing with optimistic concurrency, retrying on conflict. It also returns the latest build
 // the Environment had.
-func record(ctx context.Context, reader client.Reader, writer client.StatusClient, key types.NamespacedName, m *manifest.Manifest, now time.Time) (Outcome, *deployv1.Build, error) {
+func record(ctx context.Context, reader client.Reader, writer client.StatusClient, key types.NamespacedName, m *manifest.Manifest, source string, now time.Time) (Outcome, *deployv1.Build, error) {
 	var outcome Outcome
 	var current *deployv1.Build
 	err := retry.OnError(conflictBackoff, apierrors.IsConflict, func() error {
@@ -59,12 +63,12 @@ func record(ctx context.Context, reader client.Reader, writer client.StatusClien
 			return err
 		}
 		current = env.Status.LatestBuild
-		outcome = decide(env.Status.LatestBuild, m)
+		outcome = decide(&env.Spec, env.Status.LatestBuild, m, source)
 		if outcome != Recorded {
 			return nil
 		}
 		base := env.DeepCopy()
-		env.Status.LatestBuild = buildFrom(m, now)
+		env.Status.LatestBuild = buildFrom(m, source, now)
 		return writer.Status().Patch(ctx, env, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 	})
 	if err != nil {
@@ -73,8 +77,10 @@ func record(ctx context.Context, reader client.Reader, writer client.StatusClien
 	return outcome, current, nil
 }
 
-func buildFrom(m *manifest.Manifest, now time.Time) *deployv1.Build {
+func buildFrom(m *manifest.Manifest, source string, now time.Time) *deployv1.Build {
 	b := &deployv1.Build{
+		Application: m.Application,
+		Source:      source,
 		ID:         m.BuildID,
 		Number:     m.BuildNumber,
 		Image:      m.Image,

@@ -1,0 +1,314 @@
+package controllers
+
+import (
+	"context"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+
+	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
+	"github.com/autodeploy-dev/autodeploy/internal/taskdef"
+)
+
+// deployRequest is one deploy (or one look at the service) to make.
+type deployRequest struct {
+	target deployv1.ECSTarget
+	// application is spec.application, written in the provenance of revisions of builds
+	// recorded before builds carried their application.
+	application string
+	image       string
+	build       *deployv1.BuildRef
+	// force starts a new ECS deployment even if the service runs image (a retry).
+	force bool
+	// pin: a pin may deploy a build older than the one that runs.
+	pin bool
+	// pending is the deploy's record. With resume it was recorded by an earlier pass that may
+	// have reached the service, so ECS is asked what became of it before anything changes.
+	pending *deployv1.Deploy
+	resume  bool
+	// observe only looks: what runs, and whether the pending deploy reached the service.
+	observe bool
+	// known holds the ECS deployment ids in the history: none of them is this deploy's.
+	known map[string]bool
+}
+
+// deployOutcome says what a deploy found or did.
+type deployOutcome int
+
+const (
+	// outcomeUpdated: UpdateService started a deployment of the image.
+	outcomeUpdated deployOutcome = iota
+	// outcomeFound: the resumed deploy had already started a deployment; nothing was changed.
+	outcomeFound
+	// outcomeRunning: the service already ran the image; nothing was changed.
+	outcomeRunning
+	// outcomeNewer: the service runs a newer build of the application; nothing was changed.
+	outcomeNewer
+	// outcomeObserved: only looked (request.observe) and the pending deploy never reached the
+	// service; nothing was changed.
+	outcomeObserved
+)
+
+// deployResult is what a deploy did to the service and what the service runs after it.
+type deployResult struct {
+	outcome deployOutcome
+	// running and runningBuild are what the container runs now, as ECS reports it (the build
+	// from the revision's provenance tags, when it has them).
+	running      string
+	runningBuild *deployv1.BuildRef
+	// previousImage and previousBuild are what the container ran before this deploy.
+	previousImage string
+	previousBuild *deployv1.BuildRef
+	// taskDefinitionARN and deploymentID are the revision and ECS deployment of the deploy.
+	taskDefinitionARN string
+	deploymentID      string
+	// rolloutState and rolloutReason are ECS's view of the deployment; rolledBack is true when
+	// it failed and ECS put another task definition back.
+	rolloutState, rolloutReason string
+	rolledBack                  bool
+	registered, updated         bool
+}
+
+// startSkew is how much earlier than a pending deploy's recorded start an ECS deployment may
+// be stamped and still be taken for that deploy's (the clocks of the controller and of ECS
+// differ).
+const startSkew = time.Minute
+
+// deploy makes the service run req.image. It reads what the service runs first (one
+// DescribeServices, one DescribeTaskDefinition) and changes nothing when it runs the image
+// of the build already, or a newer build of the application (unless a pin asks). A resumed
+// deploy first looks for the ECS deployment it may have started before it was interrupted,
+// and records that deployment instead of starting another; only then does it also look at
+// the family's newest revision, which the interrupted attempt may have registered.
+func deploy(ctx context.Context, api ECSAPI, req deployRequest) (*deployResult, error) {
+	svcOut, err := api.DescribeServices(ctx, &ecs.DescribeServicesInput{
+		Cluster:  aws.String(req.target.Cluster),
+		Services: []string{req.target.Service},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(svcOut.Services) == 0 {
+		return nil, &types.ServiceNotFoundException{Message: aws.String("service not found")}
+	}
+	svc := &svcOut.Services[0]
+	if status := aws.ToString(svc.Status); status != "ACTIVE" {
+		return nil, &types.ServiceNotActiveException{Message: aws.String("service status " + status)}
+	}
+	current, err := api.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{
+		TaskDefinition: svc.TaskDefinition,
+		Include:        []types.TaskDefinitionField{types.TaskDefinitionFieldTags},
+	})
+	if err != nil {
+		return nil, err
+	}
+	running, err := taskdef.Image(current.TaskDefinition, req.target.Container)
+	if err != nil {
+		return nil, err
+	}
+	res := &deployResult{running: running, runningBuild: buildFromTags(current.Tags), previousImage: running}
+	res.previousBuild = res.runningBuild
+
+	if req.resume || req.observe {
+		d, found, err := findStarted(ctx, api, svc, running, current.Tags, req)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			res.outcome = outcomeFound
+			res.setFrom(d)
+			res.taskDefinitionARN = aws.ToString(d.TaskDefinition)
+			primary := primaryOf(svc.Deployments)
+			res.rolledBack = d.RolloutState == types.DeploymentRolloutStateFailed && primary != nil &&
+				aws.ToString(primary.Id) != aws.ToString(d.Id) && aws.ToString(primary.TaskDefinition) != aws.ToString(d.TaskDefinition)
+			// What ran before is what the status said ran when the deploy was recorded; when
+			// that was not known and ECS rolled back, it is what ECS put back.
+			res.previousImage, res.previousBuild = req.pending.PreviousImage, req.pending.PreviousBuild
+			if res.previousImage == "" && res.rolledBack {
+				res.previousImage, res.previousBuild = running, res.runningBuild
+			}
+			return res, nil
+		}
+		if req.observe {
+			res.outcome = outcomeObserved
+			return res, nil
+		}
+	}
+
+	if !req.pin && olderThan(req.build, res.runningBuild) {
+		res.outcome = outcomeNewer
+		return res, nil
+	}
+	satisfied := running == req.image &&
+		(req.pin || req.build == nil || (res.runningBuild != nil && deployv1.SameBuild(req.build, res.runningBuild)))
+	if satisfied && !req.force {
+		res.outcome = outcomeRunning
+		res.taskDefinitionARN = aws.ToString(svc.TaskDefinition)
+		if p := primaryOf(svc.Deployments); p != nil {
+			res.setFrom(p)
+		}
+		if req.resume {
+			res.previousImage, res.previousBuild = req.pending.PreviousImage, req.pending.PreviousBuild
+		}
+		return res, nil
+	}
+	if satisfied {
+		// A retry of what runs: a new ECS deployment of the same revision.
+		res.taskDefinitionARN = aws.ToString(svc.TaskDefinition)
+		return update(ctx, api, req.target, res, true)
+	}
+
+	want, err := taskdef.RegisterInput(current.TaskDefinition, current.Tags, req.target.Container, req.image)
+	if err != nil {
+		return nil, err
+	}
+	want.Tags = taskdef.WithProvenance(want.Tags, provenance(req))
+	if len(want.Tags) == 0 {
+		want.Tags = nil
+	}
+	arn, registered, err := register(ctx, api, current.TaskDefinition, want, req)
+	if err != nil {
+		return nil, err
+	}
+	res.taskDefinitionARN, res.registered = arn, registered
+	return update(ctx, api, req.target, res, false)
+}
+
+// findStarted looks among the service's deployments for one the pending deploy started: not
+// in the history, created no earlier than the deploy was recorded, and of a revision with the
+// deploy's image (and build, when the revision says).
+func findStarted(ctx context.Context, api ECSAPI, svc *types.Service, running string, runningTags []types.Tag, req deployRequest) (*types.Deployment, bool, error) {
+	if req.pending == nil {
+		return nil, false, nil
+	}
+	since := req.pending.StartedAt.Add(-startSkew)
+	var best *types.Deployment
+	for i := range svc.Deployments {
+		d := &svc.Deployments[i]
+		if req.known[aws.ToString(d.Id)] || (d.CreatedAt != nil && d.CreatedAt.Before(since)) {
+			continue
+		}
+		img, tags := running, runningTags
+		if td := aws.ToString(d.TaskDefinition); td != aws.ToString(svc.TaskDefinition) {
+			out, err := api.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{
+				TaskDefinition: d.TaskDefinition,
+				Include:        []types.TaskDefinitionField{types.TaskDefinitionFieldTags},
+			})
+			if err != nil {
+				return nil, false, err
+			}
+			if img, err = taskdef.Image(out.TaskDefinition, req.target.Container); err != nil {
+				continue
+			}
+			tags = out.Tags
+		}
+		if img != req.pending.Image {
+			continue
+		}
+		if b := buildFromTags(tags); b != nil && req.pending.Build != nil && !deployv1.SameBuild(b, req.pending.Build) {
+			continue
+		}
+		if best == nil || (d.CreatedAt != nil && best.CreatedAt != nil && d.CreatedAt.After(*best.CreatedAt)) {
+			best = d
+		}
+	}
+	return best, best != nil, nil
+}
+
+// register returns the ARN of a revision equal to want. A resumed deploy reuses the family's
+// newest revision when an interrupted attempt already registered it; a fresh one registers.
+func register(ctx context.Context, api ECSAPI, current *types.TaskDefinition, want *ecs.RegisterTaskDefinitionInput, req deployRequest) (string, bool, error) {
+	if req.resume {
+		newest, err := api.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{
+			TaskDefinition: current.Family,
+			Include:        []types.TaskDefinitionField{types.TaskDefinitionFieldTags},
+		})
+		if err != nil {
+			return "", false, err
+		}
+		if newest.TaskDefinition.Revision != current.Revision {
+			if got, err := taskdef.Image(newest.TaskDefinition, req.target.Container); err == nil && got == req.image {
+				existing, err := taskdef.RegisterInput(newest.TaskDefinition, newest.Tags, req.target.Container, req.image)
+				if err == nil && taskdef.Equivalent(existing, want) {
+					return aws.ToString(newest.TaskDefinition.TaskDefinitionArn), false, nil
+				}
+			}
+		}
+	}
+	out, err := api.RegisterTaskDefinition(ctx, want)
+	if err != nil {
+		return "", false, err
+	}
+	return aws.ToString(out.TaskDefinition.TaskDefinitionArn), true, nil
+}
+
+// update points the service at res.taskDefinitionARN and records the new deployment.
+func update(ctx context.Context, api ECSAPI, target deployv1.ECSTarget, res *deployResult, force bool) (*deployResult, error) {
+	upd, err := api.UpdateService(ctx, &ecs.UpdateServiceInput{
+		Cluster:            aws.String(target.Cluster),
+		Service:            aws.String(target.Service),
+		TaskDefinition:     aws.String(res.taskDefinitionARN),
+		ForceNewDeployment: force,
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.outcome, res.updated = outcomeUpdated, true
+	if upd.Service != nil {
+		if p := primaryOf(upd.Service.Deployments); p != nil {
+			res.setFrom(p)
+		}
+	}
+	return res, nil
+}
+
+func primaryOf(ds []types.Deployment) *types.Deployment {
+	for i := range ds {
+		if aws.ToString(ds[i].Status) == "PRIMARY" {
+			return &ds[i]
+		}
+	}
+	return nil
+}
+
+// setFrom records deployment d's id and rollout state.
+func (res *deployResult) setFrom(d *types.Deployment) {
+	res.deploymentID = aws.ToString(d.Id)
+	res.rolloutState = string(d.RolloutState)
+	res.rolloutReason = aws.ToString(d.RolloutStateReason)
+}
+
+// provenance is the build a revision registered for req carries; nil for an image that is
+// no known build (the copied provenance of the revision it derives from is then removed).
+func provenance(req deployRequest) *taskdef.Provenance {
+	if req.build == nil {
+		return nil
+	}
+	app := req.build.Application
+	if app == "" {
+		app = req.application
+	}
+	return &taskdef.Provenance{Application: app, BuildID: req.build.ID, BuildNumber: req.build.Number}
+}
+
+// buildFromTags returns the build a revision's provenance tags name, or nil.
+func buildFromTags(tags []types.Tag) *deployv1.BuildRef {
+	p, ok := taskdef.ProvenanceOf(tags)
+	if !ok {
+		return nil
+	}
+	return &deployv1.BuildRef{Application: p.Application, ID: p.BuildID, Number: p.BuildNumber}
+}
+
+// knownDeployments returns the ECS deployment ids in the history.
+func knownDeployments(st *deployv1.EnvironmentStatus) map[string]bool {
+	known := make(map[string]bool, len(st.History))
+	for _, d := range st.History {
+		if d.DeploymentID != "" {
+			known[d.DeploymentID] = true
+		}
+	}
+	return known
+}
