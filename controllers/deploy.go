@@ -218,9 +218,10 @@ func findStarted(ctx context.Context, api ECSAPI, svc *types.Service, running st
 }
 
 // register returns the ARN of a revision equal to want. A resumed deploy reuses the family's
-// newest revision when an interrupted attempt already registered it; a fresh one registers.
+// newest revision when an interrupted attempt already registered it, and a retry the revision
+// of the rollout that failed (ECS rolled back from it); a fresh deploy registers.
 func register(ctx context.Context, api ECSAPI, current *types.TaskDefinition, want *ecs.RegisterTaskDefinitionInput, req deployRequest) (string, bool, error) {
-	if req.resume {
+	if req.resume || req.force {
 		newest, err := api.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{
 			TaskDefinition: current.Family,
 			Include:        []types.TaskDefinitionField{types.TaskDefinitionFieldTags},

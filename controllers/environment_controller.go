@@ -189,6 +189,7 @@ func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.Nam
 			return res, err
 		}
 		base = env.DeepCopy()
+		pending = st.PendingDeploy
 		logger.Info("Deploying Environment", "image", desired.Image, "trigger", desired.Trigger)
 		r.Recorder.Eventf(env, nil, "Normal", EventDeployStarted, "Deploy", "%s", msg)
 	} else if pending.Result == deployv1.ResultStalled {
@@ -234,7 +235,7 @@ func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.Nam
 // the pending deploy it was made for, and settles e's conditions.
 func (r *EnvironmentReconciler) recordOutcome(ctx context.Context, e *deployv1.Environment, pending *deployv1.Deploy, res *deployResult) {
 	st := &e.Status
-	if p := st.PendingDeploy; p == nil || p.Image != pending.Image || !p.StartedAt.Equal(&pending.StartedAt) {
+	if !sameRecord(st.PendingDeploy, pending) {
 		// Another writer (a leader before this one) recorded it already.
 		log.FromContext(ctx).Info("The deploy was recorded by another writer", "image", pending.Image)
 		finish(e)
@@ -281,6 +282,12 @@ func (r *EnvironmentReconciler) recordOutcome(ctx context.Context, e *deployv1.E
 		}
 	}
 	finish(e)
+}
+
+// sameRecord reports whether p is the record of the pending deploy want (times are stored to
+// the second).
+func sameRecord(p, want *deployv1.Deploy) bool {
+	return p != nil && want != nil && p.Image == want.Image && p.Trigger == want.Trigger && p.StartedAt.Unix() == want.StartedAt.Unix()
 }
 
 // finish sets what every settled pass sets: the decision's image, the conditions, the
@@ -385,7 +392,7 @@ func (r *EnvironmentReconciler) deployFailed(ctx context.Context, base, env *dep
 		logger.Error(err, "Deploy of Environment failed; waiting for a change", "reason", permanent.reason)
 		r.Recorder.Eventf(env, nil, "Warning", EventDeployFailed, "Deploy", "%s", permanent.message)
 		_, werr := r.commit(ctx, base, env, func(e *deployv1.Environment) {
-			if p := e.Status.PendingDeploy; p != nil && p.Image == pending.Image && p.StartedAt.Equal(&pending.StartedAt) {
+			if p := e.Status.PendingDeploy; sameRecord(p, pending) {
 				p.Result, p.Reason = deployv1.ResultStalled, permanent.message
 			}
 			e.Status.ObservedGeneration = e.Generation

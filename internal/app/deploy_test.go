@@ -61,7 +61,9 @@ func TestSignedManifestDeploysNewImage(t *testing.T) {
 	g.Expect(env.Status.LatestBuild.Commit).To(Equal("3f2c9e1"))
 	g.Expect(env.Status.DesiredImage).To(Equal(b.Image))
 	g.Expect(env.Status.PendingDeploy).To(BeNil())
-	g.Expect(env.Status.LastDeploy().Build).To(Equal(&deployv1.BuildRef{ID: b.ID, Number: 142}))
+	g.Expect(env.Status.LastDeploy().Build).To(Equal(&deployv1.BuildRef{Application: "shop-api", ID: b.ID, Number: 142}))
+	g.Expect(env.Status.DeployedBuild).To(Equal(env.Status.LastDeploy().Build))
+	g.Expect(env.Status.Target).To(HaveValue(Equal(env.Spec.ECS)), "what is deployed is bound to the target it runs on")
 	g.Expect(env.Status.LastDeploy().Trigger).To(Equal(deployv1.TriggerBuild))
 	g.Expect(env.Status.LastDeploy().TaskDefinitionARN).To(HaveSuffix("task-definition/" + family + ":2"))
 	g.Expect(env.Status.ObservedGeneration).To(Equal(env.Generation))
@@ -83,8 +85,10 @@ func TestSignedManifestDeploysNewImage(t *testing.T) {
 	want := writable(before)
 	want["containerDefinitions"].([]any)[0].(map[string]any)["image"] = b.Image
 	g.Expect(writable(after)).To(Equal(want))
+	// The tags are copied, and the revision names the build it carries.
 	tags, _ := h.sim.TaskDefinitionTags(family + ":2")
-	g.Expect(tags).To(Equal(map[string]string{"team": "shop"}))
+	g.Expect(tags).To(Equal(map[string]string{"team": "shop",
+		"autodeploy.dev/application": "shop-api", "autodeploy.dev/build-id": b.ID, "autodeploy.dev/build-number": "142"}))
 
 	// Events tell the story.
 	g.Eventually(func() []string {

@@ -100,7 +100,7 @@ func TestInterruptedDeployAfterUpdateIsRecordedWithoutRedeploying(t *testing.T) 
 	g.Expect(err).NotTo(HaveOccurred())
 	h.createEnv("prod", nil)
 	env := h.getEnv("prod")
-	env.Status.LatestBuild = &deployv1.Build{ID: b.ID, Number: b.Number, Image: b.Image, ReceivedAt: metav1.Now()}
+	env.Status.LatestBuild = &deployv1.Build{ID: b.ID, Number: b.Number, Image: b.Image, Branch: b.Branch, ReceivedAt: metav1.Now()}
 	env.Status.PendingDeploy = &deployv1.Deploy{Image: b.Image, Trigger: deployv1.TriggerBuild, StartedAt: metav1.Now(),
 		Build: &deployv1.BuildRef{ID: b.ID, Number: b.Number}}
 	g.Expect(k8sClient.Status().Update(context.Background(), env)).To(Succeed())

@@ -57,9 +57,10 @@ var testKey = []byte("test-manifest-key-0123456789")
 func TestMain(m *testing.M) {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(deployv1.AddToScheme(scheme))
-	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	if os.Getenv("TEST_VERBOSE_LOGS") != "" {
 		logf.SetLogger(zap.New(zap.UseDevMode(true)))
+	} else {
+		logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	}
 
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
