@@ -291,7 +291,7 @@ func provenance(req deployRequest) *taskdef.Provenance {
 	if app == "" {
 		app = req.application
 	}
-	return &taskdef.Provenance{Application: app, BuildID: req.build.ID, BuildNumber: req.build.Number}
+	return &taskdef.Provenance{Application: app, Source: req.build.Source, BuildID: req.build.ID, BuildNumber: req.build.Number}
 }
 
 // buildFromTags returns the build a revision's provenance tags name, or nil.
@@ -300,7 +300,7 @@ func buildFromTags(tags []types.Tag) *deployv1.BuildRef {
 	if !ok {
 		return nil
 	}
-	return &deployv1.BuildRef{Application: p.Application, ID: p.BuildID, Number: p.BuildNumber}
+	return &deployv1.BuildRef{Application: p.Application, Source: p.Source, ID: p.BuildID, Number: p.BuildNumber}
 }
 
 // knownDeployments returns the ECS deployment ids in the history.

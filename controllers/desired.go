@@ -212,13 +212,7 @@ func targetKnown(env *deployv1.Environment) bool {
 
 // olderThan reports whether build b is an older build of the same application than running.
 func olderThan(b, running *deployv1.BuildRef) bool {
-	if b == nil || running == nil || deployv1.SameBuild(b, running) {
-		return false
-	}
-	if b.Application != "" && running.Application != "" && b.Application != running.Application {
-		return false
-	}
-	return b.Number < running.Number
+	return deployv1.Comparable(b, running) && !deployv1.SameBuild(b, running) && b.Number < running.Number
 }
 
 // newestFailed returns the newest history entry for w's build (for w's image when w is no

@@ -176,8 +176,11 @@ type BuildRef struct {
 	// Application is the application the build belongs to.
 	// +optional
 	Application string `json:"application,omitempty"`
-	ID          string `json:"id"`
-	Number      int64  `json:"number"`
+	// Source is the kind of sender the build came from (Manifest, CodeBuild or ECR).
+	// +optional
+	Source string `json:"source,omitempty"`
+	ID     string `json:"id"`
+	Number int64  `json:"number"`
 }
 
 // Ref returns the reference of b.
@@ -185,7 +188,15 @@ func (b *Build) Ref() *BuildRef {
 	if b == nil {
 		return nil
 	}
-	return &BuildRef{Application: b.Application, ID: b.ID, Number: b.Number}
+	return &BuildRef{Application: b.Application, Source: b.Source, ID: b.ID, Number: b.Number}
+}
+
+// Comparable reports whether the numbers of a and b order them: builds of one application
+// from one kind of sender (what is not recorded is taken to match).
+func Comparable(a, b *BuildRef) bool {
+	return a != nil && b != nil &&
+		(a.Application == "" || b.Application == "" || a.Application == b.Application) &&
+		(a.Source == "" || b.Source == "" || a.Source == b.Source)
 }
 
 // SameBuild reports whether a and b name the same build (both nil counts as the same).

@@ -61,7 +61,7 @@ func TestSignedManifestDeploysNewImage(t *testing.T) {
 	g.Expect(env.Status.LatestBuild.Commit).To(Equal("3f2c9e1"))
 	g.Expect(env.Status.DesiredImage).To(Equal(b.Image))
 	g.Expect(env.Status.PendingDeploy).To(BeNil())
-	g.Expect(env.Status.LastDeploy().Build).To(Equal(&deployv1.BuildRef{Application: "shop-api", ID: b.ID, Number: 142}))
+	g.Expect(env.Status.LastDeploy().Build).To(Equal(&deployv1.BuildRef{Application: "shop-api", Source: "Manifest", ID: b.ID, Number: 142}))
 	g.Expect(env.Status.DeployedBuild).To(Equal(env.Status.LastDeploy().Build))
 	g.Expect(env.Status.Target).To(HaveValue(Equal(env.Spec.ECS)), "what is deployed is bound to the target it runs on")
 	g.Expect(env.Status.LastDeploy().Trigger).To(Equal(deployv1.TriggerBuild))
@@ -88,7 +88,8 @@ func TestSignedManifestDeploysNewImage(t *testing.T) {
 	// The tags are copied, and the revision names the build it carries.
 	tags, _ := h.sim.TaskDefinitionTags(family + ":2")
 	g.Expect(tags).To(Equal(map[string]string{"team": "shop",
-		"autodeploy.dev/application": "shop-api", "autodeploy.dev/build-id": b.ID, "autodeploy.dev/build-number": "142"}))
+		"autodeploy.dev/application": "shop-api", "autodeploy.dev/build-id": b.ID, "autodeploy.dev/build-number": "142",
+		"autodeploy.dev/build-source": "Manifest"}))
 
 	// Events tell the story.
 	g.Eventually(func() []string {

@@ -190,7 +190,7 @@ func TestPostManifestScriptDeploysAndFailsTheBuildOnRejection(t *testing.T) {
 	}
 	last := newBuild(n)
 	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(deployedImage, Equal(last.Image)))
-	g.Expect(h.getEnv("prod").Status.LastDeploy().Build).To(Equal(&deployv1.BuildRef{Application: "shop-api", ID: last.ID, Number: n}))
+	g.Expect(h.getEnv("prod").Status.LastDeploy().Build).To(Equal(&deployv1.BuildRef{Application: "shop-api", Source: "Manifest", ID: last.ID, Number: n}))
 }
 
 func TestPostManifestScriptRejectsBadConfigurationWithoutSending(t *testing.T) {

@@ -81,12 +81,12 @@ func buildFrom(m *manifest.Manifest, source string, now time.Time) *deployv1.Bui
 	b := &deployv1.Build{
 		Application: m.Application,
 		Source:      source,
-		ID:         m.BuildID,
-		Number:     m.BuildNumber,
-		Image:      m.Image,
-		Commit:     m.Commit,
-		Branch:     m.Branch,
-		ReceivedAt: metav1.NewTime(now),
+		ID:          m.BuildID,
+		Number:      m.BuildNumber,
+		Image:       m.Image,
+		Commit:      m.Commit,
+		Branch:      m.Branch,
+		ReceivedAt:  metav1.NewTime(now),
 	}
 	if m.FinishedAt != nil {
 		t := metav1.NewTime(*m.FinishedAt)

@@ -15,6 +15,7 @@ const (
 	TagApplication = "autodeploy.dev/application"
 	TagBuildID     = "autodeploy.dev/build-id"
 	TagBuildNumber = "autodeploy.dev/build-number"
+	TagBuildSource = "autodeploy.dev/build-source"
 )
 
 // maxTags is ECS's limit of tags on one resource.
@@ -27,6 +28,8 @@ var tagValue = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]{1,256}$`)
 // Provenance is the build a task-definition revision carries.
 type Provenance struct {
 	Application string
+	// Source is the kind of sender the build came from; empty when not known.
+	Source      string
 	BuildID     string
 	BuildNumber int64
 }
@@ -43,6 +46,8 @@ func ProvenanceOf(tags []types.Tag) (p Provenance, ok bool) {
 			p.BuildID = aws.ToString(t.Value)
 		case TagBuildNumber:
 			number = aws.ToString(t.Value)
+		case TagBuildSource:
+			p.Source = aws.ToString(t.Value)
 		}
 	}
 	n, err := strconv.ParseInt(number, 10, 64)
@@ -61,17 +66,21 @@ func WithProvenance(tags []types.Tag, p *Provenance) []types.Tag {
 	out := make([]types.Tag, 0, len(tags)+3)
 	for _, t := range tags {
 		switch aws.ToString(t.Key) {
-		case TagApplication, TagBuildID, TagBuildNumber:
+		case TagApplication, TagBuildID, TagBuildNumber, TagBuildSource:
 			continue
 		}
 		out = append(out, t)
 	}
-	if p == nil || len(out)+3 > maxTags || !tagValue.MatchString(p.Application) || !tagValue.MatchString(p.BuildID) {
+	if p == nil || len(out)+4 > maxTags || !tagValue.MatchString(p.Application) || !tagValue.MatchString(p.BuildID) {
 		return out
 	}
-	return append(out,
+	out = append(out,
 		types.Tag{Key: aws.String(TagApplication), Value: aws.String(p.Application)},
 		types.Tag{Key: aws.String(TagBuildID), Value: aws.String(p.BuildID)},
 		types.Tag{Key: aws.String(TagBuildNumber), Value: aws.String(strconv.FormatInt(p.BuildNumber, 10))},
 	)
+	if p.Source != "" && tagValue.MatchString(p.Source) {
+		out = append(out, types.Tag{Key: aws.String(TagBuildSource), Value: aws.String(p.Source)})
+	}
+	return out
 }
