@@ -72,7 +72,8 @@ func TestRolloutCompletionIsTrackedAndPollingStops(t *testing.T) {
 	last := env.Status.LastDeploy()
 	g.Expect(last.FinishedAt).NotTo(BeNil())
 	g.Expect(last.PreviousImage).To(Equal(image("v1")))
-	g.Expect(h.eventReasons()).To(ContainElement("RolloutCompleted"))
+	// Events are written asynchronously (the events.k8s.io broadcaster).
+	g.Eventually(h.eventReasons, timeout, poll).Should(ContainElement("RolloutCompleted"))
 
 	// Nothing in progress: the tracker asks ECS nothing, however long we wait (several times
 	// its longest interval here).
