@@ -310,7 +310,7 @@ func (h *harness) startManager() {
 			resp.Body.Close()
 		}
 		return err
-	}, 10*time.Second, 20*time.Millisecond).Should(Succeed())
+	}, timeout, poll).Should(Succeed())
 	h.g.Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
 }
 
@@ -370,7 +370,7 @@ func (h *harness) updateEnv(name string, mutate func(*deployv1.Environment)) {
 		env := h.getEnv(name)
 		mutate(env)
 		return k8sClient.Update(context.Background(), env)
-	}, 10*time.Second, 10*time.Millisecond).Should(Succeed())
+	}, timeout, 10*time.Millisecond).Should(Succeed())
 }
 
 type build struct {
