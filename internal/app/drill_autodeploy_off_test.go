@@ -28,7 +28,7 @@ func TestDrillAutoDeployOffMidDeployIsRecorded(t *testing.T) {
 		return e.Status.ObservedGeneration == e.Generation
 	}, BeTrue()))
 	// The service runs b; the status must say so (or the controller must undo it and say so).
-	g.Eventually(h.env("prod"), "3s", poll).Should(And(
+	g.Eventually(h.env("prod"), timeout, poll).Should(And(
 		WithTransform(deployedImage, Equal(h.webImage("prod", "shop-api"))),
 		WithTransform(func(e *deployv1.Environment) *deployv1.Deploy { return e.Status.PendingDeploy }, BeNil())))
 }
