@@ -34,8 +34,11 @@ func TestBudgetIsPerAccountAndRegion(t *testing.T) {
 		ECS:    []func(*ecs.Options){func(o *ecs.Options) { o.BaseEndpoint = aws.String(url) }},
 		STS:    []func(*sts.Options){func(o *sts.Options) { o.BaseEndpoint = aws.String(url) }},
 	})
+	// A call that has to wait for the budget fails at once: its wait (an hour) is past any
+	// deadline. The deadline only has to be long enough for a call that does not wait (an
+	// AssumeRole and a DescribeServices) on a busy machine.
 	describe := func(c *ecs.Client) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_, err := c.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String("prod"), Services: []string{"x"}})
 		return err
