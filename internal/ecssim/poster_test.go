@@ -18,6 +18,7 @@ import (
 // sent, and events wait in the queue until a URL is set.
 func TestEventPosterRetriesLikeAnAPIDestination(t *testing.T) {
 	g := NewWithT(t)
+	const wait = 20 * time.Second // for the poster's goroutines, on a busy machine
 	var (
 		mu    sync.Mutex
 		codes = map[string][]int{ // body -> answers, in order; 200 once exhausted
@@ -60,10 +61,10 @@ func TestEventPosterRetriesLikeAnAPIDestination(t *testing.T) {
 	p.Enqueue([]byte(`{"n":1}`))
 	p.Enqueue([]byte(`{"n":2}`))
 	// No URL yet: the events are retried, not lost.
-	g.Eventually(p.Retried).Should(BeNumerically(">", 0))
+	g.Eventually(p.Retried, wait).Should(BeNumerically(">", 0))
 	g.Expect(p.Delivered()).To(BeZero())
 	p.SetURL(srv.URL)
-	g.Eventually(func() int { return p.Delivered() + p.Dropped() }, 5*time.Second).Should(Equal(2))
+	g.Eventually(func() int { return p.Delivered() + p.Dropped() }, wait).Should(Equal(2))
 	g.Expect(p.Delivered()).To(Equal(1), "n:1 is delivered after three retried answers")
 	g.Expect(p.Dropped()).To(Equal(1), "n:2 is rejected with 400, not retried")
 
@@ -71,7 +72,7 @@ func TestEventPosterRetriesLikeAnAPIDestination(t *testing.T) {
 	bounded.SetURL(srv.URL)
 	run(bounded)
 	bounded.Enqueue([]byte(`{"n":3}`))
-	g.Eventually(bounded.Dropped, 5*time.Second).Should(Equal(1), "n:3 runs out of attempts")
+	g.Eventually(bounded.Dropped, wait).Should(Equal(1), "n:3 runs out of attempts")
 
 	mu.Lock()
 	defer mu.Unlock()
