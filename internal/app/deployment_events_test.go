@@ -71,7 +71,6 @@ func TestRolloutsEndFromECSEventsWithZeroPolling(t *testing.T) {
 	b := newBuild(11)
 	g.Expect(h.post(b).Code).To(Equal(http.StatusAccepted))
 	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(rolloutResult, Equal(deployv1.ResultInProgress)))
-	describes := h.sim.Calls("DescribeServices")
 
 	g.Expect(h.sim.CompleteDeployment("prod", "shop-api")).To(Succeed())
 	completed := q.drain()
@@ -105,8 +104,15 @@ func TestRolloutsEndFromECSEventsWithZeroPolling(t *testing.T) {
 	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(rolloutResult, Equal(deployv1.ResultFailed)))
 	g.Expect(readyReason(h.getEnv("prod"))).To(Equal("False/" + deployv1.ReasonRolloutFailed))
 
-	// Zero polling: the only DescribeServices calls were the deploys' own (one each).
-	g.Expect(h.sim.Calls("DescribeServices")).To(Equal(describes + 1))
+	// Zero polling: the only DescribeServices calls were the deploys' own. Each deploy attempt
+	// describes the service and the revision it runs, and one that updates the service the
+	// family's newest revision too; an attempt that finds the image already running (the retry
+	// of a deploy whose status write lost a conflict, which the first deploy can race into
+	// with the manager's first reconcile) updates nothing. A poll would describe the service
+	// alone.
+	g.Expect(h.sim.Calls("UpdateService")).To(Equal(2), "one update per build")
+	g.Expect(h.sim.Calls("DescribeServices")).To(Equal(h.sim.Calls("DescribeTaskDefinition")-h.sim.Calls("UpdateService")),
+		"every DescribeServices is a deploy attempt's")
 
 	// A wrong key is refused.
 	g.Expect(h.postEvent("/v1/events", completed[0], "wrong-key-0123456789abcdef").Code).To(Equal(http.StatusUnauthorized))
