@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -58,6 +59,10 @@ type EnvironmentReconciler struct {
 	// RetryBaseDelay and RetryMaxDelay bound the backoff after a transient ECS error;
 	// 1s and 5m when zero.
 	RetryBaseDelay, RetryMaxDelay time.Duration
+
+	// recorded holds, per Environment, the last pending deploy this reconciler recorded as
+	// done, to tell a cache that has not caught up from a deploy to resume.
+	recorded sync.Map
 }
 
 // +kubebuilder:rbac:groups=deploy.autodeploy.dev,resources=environments,verbs=get;list;watch
@@ -115,10 +120,26 @@ func environmentChanged() predicate.Predicate {
 func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	env := &deployv1.Environment{}
 	if err := r.Client.Get(ctx, req.NamespacedName, env); err != nil {
-		if apierrors.IsNotFound(err) && r.Tracker != nil {
-			r.Tracker.Untrack(req.NamespacedName)
+		if apierrors.IsNotFound(err) {
+			r.recorded.Delete(req.NamespacedName)
+			if r.Tracker != nil {
+				r.Tracker.Untrack(req.NamespacedName)
+			}
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if p := env.Status.PendingDeploy; p != nil {
+		if done, ok := r.recorded.Load(req.NamespacedName); ok && sameRecord(p, done.(*deployv1.Deploy)) {
+			// The cache has not caught up with the write that recorded this deploy: read the
+			// live Environment (one GET) rather than ask ECS what became of it again.
+			live := &deployv1.Environment{}
+			if err := r.apiReader().Get(ctx, req.NamespacedName, live); err != nil {
+				return ctrl.Result{}, client.IgnoreNotFound(err)
+			}
+			env = live
+		}
+	} else {
+		r.recorded.Delete(req.NamespacedName)
 	}
 	base := env.DeepCopy()
 	adoptTarget(env)
@@ -151,6 +172,7 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			if err != nil || live == nil {
 				return ctrl.Result{}, err
 			}
+			r.recorded.Store(req.NamespacedName, pending)
 			env, base = live, live.DeepCopy()
 		case ActionDeploy:
 			return r.deployDesired(ctx, req.NamespacedName, base, env, desired)
@@ -214,6 +236,7 @@ func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.Nam
 	if err != nil || live == nil {
 		return ctrl.Result{}, err
 	}
+	r.recorded.Store(key, pending)
 	switch res.outcome {
 	case outcomeNewer:
 		r.Recorder.Eventf(live, nil, "Normal", EventNotDeployed, "Deploy", "The service runs %s, newer than %s: not deployed over it",
