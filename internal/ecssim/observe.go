@@ -18,10 +18,12 @@ type Call struct {
 	ErrorCode string
 }
 
-// WithCallObserver calls observe once for every wire call, after its response was written,
-// outside the simulator's lock (observe may call the Server). Admin requests under /_sim/ are
-// not observed. Calls are observed concurrently; observe must be safe for concurrent use and
-// should return quickly, as it holds up the caller's response.
+// WithCallObserver calls observe once for every wire call, after the call was handled and
+// before its answer is sent (the answer is held back until observe returns, whatever its
+// size), outside the simulator's lock (observe may call the Server). Tests use it to make
+// something happen deterministically between a call and its answer. Admin requests under
+// /_sim/ are not observed. Calls are observed concurrently; observe must be safe for
+// concurrent use and should return quickly, as it holds up the caller's response.
 //
 // Together with the counters (Calls, Throttled), it lets a benchmark put a time on each call,
 // for example to measure how long after a build the first UpdateService came.

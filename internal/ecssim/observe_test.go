@@ -53,3 +53,37 @@ func TestCallObserver(t *testing.T) {
 	g.Expect(calls[21].Operation).To(Equal("DescribeTaskDefinition"))
 	g.Expect(calls[21].ErrorCode).To(Equal("ClientException"))
 }
+
+// TestCallObserverRunsBeforeTheAnswerIsSent: a large answer (a task definition of 64 KiB of
+// environment variables, far past net/http's buffer) is held until the observer returns, so
+// that what the observer does always happens before the caller learns the outcome.
+func TestCallObserverRunsBeforeTheAnswerIsSent(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	release := make(chan struct{})
+	var hold sync.Once
+	_, url, _ := start(t, ecssim.WithCallObserver(func(c ecssim.Call) {
+		if c.Operation == "DescribeTaskDefinition" {
+			hold.Do(func() { <-release })
+		}
+	}))
+	client := newClient(url)
+	env := make([]types.KeyValuePair, 512)
+	for i := range env {
+		env[i] = types.KeyValuePair{Name: aws.String(strings.Repeat("N", 60) + string(rune('a'+i%26))), Value: aws.String(strings.Repeat("v", 64))}
+	}
+	_, err := client.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
+		Family:               aws.String("big"),
+		ContainerDefinitions: []types.ContainerDefinition{{Name: aws.String("app"), Image: aws.String("web:1"), Environment: env}},
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := client.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{TaskDefinition: aws.String("big")})
+		done <- err
+	}()
+	g.Consistently(done, "300ms", "20ms").ShouldNot(Receive(), "the answer waits for the observer")
+	close(release)
+	g.Eventually(done, "20s").Should(Receive(BeNil()))
+}

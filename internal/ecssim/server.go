@@ -254,10 +254,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	a, c, authErr, delay := s.admit(r, op)
 	if s.observer != nil {
+		// The answer is held back until the observer returned, whatever its size, so that
+		// what the observer does happens before the caller learns the call's outcome.
+		held := &heldResponse{ResponseWriter: w}
+		w = held
 		call := Call{Time: s.clock(), Account: a.id, Operation: op, Body: body}
 		defer func() {
 			call.ErrorCode = errCode
 			s.observer(call)
+			held.release()
 		}()
 	}
 
@@ -504,4 +509,32 @@ func copyMap(m map[string]any) map[string]any {
 		return nil
 	}
 	return deepCopy(m).(map[string]any)
+}
+
+// heldResponse buffers a response until release writes it.
+type heldResponse struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (h *heldResponse) WriteHeader(status int) {
+	if h.status == 0 {
+		h.status = status
+	}
+}
+
+func (h *heldResponse) Write(p []byte) (int, error) {
+	if h.status == 0 {
+		h.status = http.StatusOK
+	}
+	return h.body.Write(p)
+}
+
+func (h *heldResponse) release() {
+	if h.status == 0 {
+		return
+	}
+	h.ResponseWriter.WriteHeader(h.status)
+	_, _ = h.ResponseWriter.Write(h.body.Bytes())
 }
