@@ -426,11 +426,10 @@ func (h *harness) do(req *http.Request) reply {
 	return r
 }
 
-// webImage returns the image of the web container the service currently runs.
-// webImageOf returns the image of the "web" container of a task-definition document.
-func webImageOf(td map[string]any) string {
+// containerImageOf returns the image of a container of a task-definition document.
+func containerImageOf(td map[string]any, container string) string {
 	for _, c := range td["containerDefinitions"].([]any) {
-		if cm := c.(map[string]any); cm["name"] == "web" {
+		if cm := c.(map[string]any); cm["name"] == container {
 			img, _ := cm["image"].(string)
 			return img
 		}
@@ -438,7 +437,12 @@ func webImageOf(td map[string]any) string {
 	return ""
 }
 
-func (h *harness) webImage(cluster, service string) string {
+// webImageOf returns the image of the "web" container of a task-definition document.
+func webImageOf(td map[string]any) string { return containerImageOf(td, "web") }
+
+// containerImage returns the image of a container of the task definition the service
+// currently runs ("" when there is no such service or container).
+func (h *harness) containerImage(cluster, service, container string) string {
 	svc, ok := h.sim.Service(cluster, service)
 	if !ok {
 		return ""
@@ -447,7 +451,12 @@ func (h *harness) webImage(cluster, service string) string {
 	if !ok {
 		return ""
 	}
-	return webImageOf(td)
+	return containerImageOf(td, container)
+}
+
+// webImage returns the image of the web container the service currently runs.
+func (h *harness) webImage(cluster, service string) string {
+	return h.containerImage(cluster, service, "web")
 }
 
 func deployedImage(env *deployv1.Environment) string {

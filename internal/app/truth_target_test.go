@@ -22,26 +22,6 @@ import (
 // These tests pin down behaviour the issue reports as wrong: each one fails on the reconciler
 // and receiver as they were when the issue was filed and passes once the behaviour is right.
 
-// truthBContainerImage returns the image of one container of the task definition the service
-// currently runs ("" when there is no such service or container).
-func truthBContainerImage(h *harness, cluster, service, container string) string {
-	svc, ok := h.sim.Service(cluster, service)
-	if !ok {
-		return ""
-	}
-	td, ok := h.sim.TaskDefinition(svc.TaskDefinitionARN)
-	if !ok {
-		return ""
-	}
-	for _, c := range td["containerDefinitions"].([]any) {
-		if cm := c.(map[string]any); cm["name"] == container {
-			img, _ := cm["image"].(string)
-			return img
-		}
-	}
-	return ""
-}
-
 // truthBDeployAndComplete posts b and waits until the Environment has deployed it and the
 // rollout completed.
 func truthBDeployAndComplete(h *harness, name string, b build) {
@@ -61,7 +41,7 @@ func truthBExpectDeployedTo(h *harness, name, cluster, service, container, famil
 	h.g.Eventually(func(g Gomega) {
 		env := &deployv1.Environment{}
 		g.Expect(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: h.ns, Name: name}, env)).To(Succeed())
-		running := truthBContainerImage(h, cluster, service, container)
+		running := h.containerImage(cluster, service, container)
 		g.Expect(running).To(Equal(want), "container %s of %s/%s runs the desired image", container, cluster, service)
 		g.Expect(env.Status.DeployedImage).To(Equal(running), "status.deployedImage is what the target runs")
 		g.Expect(env.Status.History).NotTo(BeEmpty())
@@ -145,7 +125,7 @@ func TestTruthRetargetToAnotherContainerDeploysThere(t *testing.T) {
 	h.startManager()
 	b := newBuild(10)
 	truthBDeployAndComplete(h, "prod", b)
-	g.Expect(truthBContainerImage(h, "prod", "shop-api", "log-router")).NotTo(Equal(b.Image))
+	g.Expect(h.containerImage("prod", "shop-api", "log-router")).NotTo(Equal(b.Image))
 	webRevision := h.getEnv("prod").Status.LastDeploy().TaskDefinitionARN
 
 	h.updateEnv("prod", func(e *deployv1.Environment) { e.Spec.ECS.Container = "log-router" })
