@@ -146,10 +146,17 @@ func deploy(ctx context.Context, api ECSAPI, req deployRequest) (*deployResult, 
 	if satisfied && !req.force {
 		res.outcome = outcomeRunning
 		res.taskDefinitionARN = aws.ToString(svc.TaskDefinition)
-		if p := primaryOf(svc.Deployments); p != nil {
+		p := primaryOf(svc.Deployments)
+		if p != nil {
 			res.setFrom(p)
 		}
-		if req.resume {
+		if p != nil && p.RolloutState == types.DeploymentRolloutStateInProgress {
+			// The image is still rolling out, and ECS may roll it back: what it replaced is
+			// what the deploy replaced.
+			if err := res.replacedBy(ctx, api, svc, p, req); err != nil {
+				return nil, err
+			}
+		} else if req.resume {
 			res.previousImage, res.previousBuild = req.pending.PreviousImage, req.pending.PreviousBuild
 		}
 		return res, nil
@@ -263,6 +270,37 @@ func update(ctx context.Context, api ECSAPI, target deployv1.ECSTarget, res *dep
 		}
 	}
 	return res, nil
+}
+
+// replacedBy sets the previous image of a deploy that found the image rolling out in
+// deployment p (started by an earlier deploy, of this Environment on another target or of
+// an Environment deleted since, or by someone else): what the deploy's record says ran
+// before, else the image of the deployment p replaces, else unknown.
+func (res *deployResult) replacedBy(ctx context.Context, api ECSAPI, svc *types.Service, p *types.Deployment, req deployRequest) error {
+	res.previousImage, res.previousBuild = "", nil
+	if req.pending != nil && req.pending.PreviousImage != "" && req.pending.PreviousImage != res.running {
+		res.previousImage, res.previousBuild = req.pending.PreviousImage, req.pending.PreviousBuild
+		return nil
+	}
+	for i := range svc.Deployments {
+		d := &svc.Deployments[i]
+		if aws.ToString(d.Id) == aws.ToString(p.Id) || aws.ToString(d.TaskDefinition) == aws.ToString(p.TaskDefinition) ||
+			d.RolloutState == types.DeploymentRolloutStateFailed {
+			continue
+		}
+		out, err := api.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{
+			TaskDefinition: d.TaskDefinition,
+			Include:        []types.TaskDefinitionField{types.TaskDefinitionFieldTags},
+		})
+		if err != nil {
+			return err
+		}
+		if img, err := taskdef.Image(out.TaskDefinition, req.target.Container); err == nil {
+			res.previousImage, res.previousBuild = img, buildFromTags(out.Tags)
+		}
+		return nil
+	}
+	return nil
 }
 
 func primaryOf(ds []types.Deployment) *types.Deployment {

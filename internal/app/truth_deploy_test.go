@@ -698,3 +698,47 @@ func TestTruthWithdrawnPinThatCannotSucceedIsDropped(t *testing.T) {
 		Should(Equal(registers + updates))
 	g.Expect(strings.Contains(truthAReady(env), z)).To(BeFalse(), "Ready does not mention the withdrawn pin")
 }
+
+// The randomized drill's find (seed 1796172336817926218): an Environment moves back to a
+// service whose rollout of the image it wants is still in progress. The deploy finds the
+// image running and changes nothing, but must record what that rollout replaced: when ECS
+// then fails it and rolls back, status.deployedImage is the image ECS put back, not the
+// failed one.
+func TestTruthRetargetBackToARolloutInProgressRecordsWhatItReplaced(t *testing.T) {
+	w := &truthAWatch{}
+	h := truthAHarness(t, w, false)
+	g := h.g
+	h.seedService("prod", "shop-api", image("v0"))
+	h.seedService("prod", "shop-api-b", image("v0"))
+	truthARollbackOn(h, "prod", "shop-api")
+	h.createEnv("prod", nil)
+	h.startManager()
+
+	b1, b2 := newBuild(1), newBuild(2)
+	truthADeployAndComplete(h, "prod", b1)
+	// Build 2 rolls out on shop-api (in progress), then the Environment moves to shop-api-b
+	// and back.
+	g.Expect(h.post(b2).Code).To(Equal(http.StatusAccepted))
+	g.Eventually(h.env("prod"), timeout, poll).Should(And(
+		WithTransform(truthALastBuildNumber, Equal(b2.Number)), WithTransform(rolloutResult, Equal(deployv1.ResultInProgress))))
+	for _, svc := range []string{"shop-api-b", "shop-api"} {
+		h.updateEnv("prod", func(e *deployv1.Environment) { e.Spec.ECS.Service = svc })
+		g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(func(e *deployv1.Environment) string {
+			if e.Status.Target == nil || e.Status.PendingDeploy != nil {
+				return ""
+			}
+			return e.Status.Target.Service
+		}, Equal(svc)))
+	}
+	g.Expect(h.webImage("prod", "shop-api")).To(Equal(b2.Image))
+	env := h.getEnv("prod")
+	g.Expect(env.Status.LastDeploy().Trigger).To(Equal(deployv1.TriggerTarget))
+	g.Expect(env.Status.LastDeploy().PreviousImage).To(Equal(b1.Image), "what the rollout of build 2 replaced")
+
+	g.Expect(h.sim.FailDeployment("prod", "shop-api", "tasks failed to start")).To(Succeed())
+	g.Eventually(h.env("prod"), timeout, poll).Should(And(
+		WithTransform(rolloutResult, Equal(deployv1.ResultFailed)),
+		WithTransform(deployedImage, Equal(b1.Image))))
+	g.Expect(h.webImage("prod", "shop-api")).To(Equal(b1.Image))
+	g.Expect(readyReason(h.getEnv("prod"))).NotTo(HavePrefix("True/"))
+}
