@@ -126,8 +126,14 @@ func deploy(ctx context.Context, api ECSAPI, req deployRequest) (*deployResult, 
 			// What ran before is what the status said ran when the deploy was recorded; when
 			// that was not known and ECS rolled back, it is what ECS put back.
 			res.previousImage, res.previousBuild = req.pending.PreviousImage, req.pending.PreviousBuild
-			if res.previousImage == "" && res.rolledBack {
+			switch {
+			case res.previousImage != "":
+			case res.rolledBack:
 				res.previousImage, res.previousBuild = running, res.runningBuild
+			case d.RolloutState == types.DeploymentRolloutStateInProgress:
+				if err := res.replacedBy(ctx, api, svc, d, req); err != nil {
+					return nil, err
+				}
 			}
 			return res, nil
 		}

@@ -755,7 +755,12 @@ func TestDrillRandomizedModel(t *testing.T) {
 					}
 				}
 			}
-			g.Expect(m.maybe).To(HaveKey(dep), "seed %d, checkpoint %s, %s: deployed %q was never wanted (%v)", seed, label, m.name, dep, sortedKeys(m.maybe))
+			// What the status says runs was wanted since the last checkpoint, or it is what the
+			// service was seen running (a deploy withdrawn before it reached the service leaves
+			// the status saying what runs there).
+			if !m.maybe[dep] && !(tgt >= 0 && m.svcs[tgt].maybe[dep] && dep == h.webImage("prod", m.svcs[tgt].name)) {
+				g.Expect(m.maybe).To(HaveKey(dep), "seed %d, checkpoint %s, %s: deployed %q was never wanted (%v)", seed, label, m.name, dep, sortedKeys(m.maybe))
+			}
 			g.Expect(m.statusOn).To(HaveKey(tgt), "seed %d, checkpoint %s, %s: status.target %v", seed, label, m.name, e.Status.Target)
 
 			for i, sv := range m.svcs {
