@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
@@ -304,7 +305,7 @@ func model(s mState) mExpect {
 
 	// 4. Is it what runs? A pin is an image; a build is a build.
 	needs := ok && (!knownTarget || force || want.image != deployed.image ||
-		(s.pin == pinNone && want.build != nil && deployed.build != nil && want.build.ID != deployed.build.ID))
+		(s.pin == pinNone && want.build != nil && (deployed.build == nil || want.build.ID != deployed.build.ID)))
 
 	// 5. The pending deploy.
 	pendingIsWant := ok && (s.pending == pendingSame || s.pending == pendingRetry || s.pending == pendingStalledSame) &&
@@ -430,6 +431,20 @@ func TestDecideAgainstTheModel(t *testing.T) {
 		}
 		if got.Action == ActionNone && got.Reason != "" && got.Message == "" {
 			fail("reason %s without a message", got.Reason)
+		}
+		// The conditions written for the decision are valid: every one has a reason and a
+		// message (the API server refuses an empty reason, and the write would be lost).
+		settled := env.DeepCopy()
+		setSettledConditions(settled, got)
+		for _, typ := range []string{deployv1.ReadyCondition, deployv1.ReconcilingCondition, deployv1.StalledCondition} {
+			c := meta.FindStatusCondition(settled.Status.Conditions, typ)
+			if c == nil || c.Reason == "" || c.Message == "" {
+				fail("condition %s without a reason or message: %+v", typ, c)
+			}
+		}
+		if c := meta.FindStatusCondition(settled.Status.Conditions, deployv1.ReadyCondition); c != nil && c.Status == metav1.ConditionTrue &&
+			(s.target == targetChanged && settled.Status.DeployedImage != "" || got.Action == ActionDeploy || got.Action == ActionObserve) {
+			fail("Ready is True while %s", map[bool]string{true: "the target changed", false: "a deploy is to be made"}[s.target == targetChanged])
 		}
 	}
 	t.Logf("%d states checked", len(states))

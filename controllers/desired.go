@@ -198,8 +198,9 @@ func needsDeploy(env *deployv1.Environment, w Desired) bool {
 	case w.Trigger == deployv1.TriggerPin:
 		return false // a pin names an image
 	default:
-		// The same image reference from another build (a mutable tag): deploy the build.
-		return w.Build != nil && st.DeployedBuild != nil && !deployv1.SameBuild(w.Build, st.DeployedBuild)
+		// The same image reference from another build (a mutable tag), or from a build when
+		// which build runs is not known: deploy the build.
+		return w.Build != nil && (st.DeployedBuild == nil || !deployv1.SameBuild(w.Build, st.DeployedBuild))
 	}
 }
 

@@ -168,7 +168,8 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			if res.outcome == outcomeObserved {
 				r.withdrawn(ctx, env, pending, "it never reached the service")
 			}
-			live, err := r.commit(ctx, base, env, func(e *deployv1.Environment) { r.recordOutcome(ctx, e, pending, res) })
+			target := env.Spec.ECS
+			live, err := r.commit(ctx, base, env, func(e *deployv1.Environment) { r.recordOutcome(ctx, e, pending, res, target) })
 			if err != nil || live == nil {
 				return ctrl.Result{}, err
 			}
@@ -232,7 +233,8 @@ func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.Nam
 	metrics.Deploys.WithLabelValues("started").Inc()
 	logger.Info("Deployed Environment", "image", pending.Image, "outcome", res.outcome.String(), "taskDefinition", res.taskDefinitionARN,
 		"deploymentID", res.deploymentID, "registered", res.registered, "updatedService", res.updated, "running", res.running)
-	live, err := r.commit(ctx, base, env, func(e *deployv1.Environment) { r.recordOutcome(ctx, e, pending, res) })
+	target := env.Spec.ECS
+	live, err := r.commit(ctx, base, env, func(e *deployv1.Environment) { r.recordOutcome(ctx, e, pending, res, target) })
 	if err != nil || live == nil {
 		return ctrl.Result{}, err
 	}
@@ -254,9 +256,11 @@ func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.Nam
 	return ctrl.Result{}, nil
 }
 
-// recordOutcome records what a deploy (or a look at the service) found on e, if e still has
-// the pending deploy it was made for, and settles e's conditions.
-func (r *EnvironmentReconciler) recordOutcome(ctx context.Context, e *deployv1.Environment, pending *deployv1.Deploy, res *deployResult) {
+// recordOutcome records what a deploy (or a look at the service) to target found on e, if e
+// still has the pending deploy it was made for, and settles e's conditions. The target is the
+// one the deploy was made to: a live e read after a conflict may name another one already,
+// which the next reconcile then deploys to.
+func (r *EnvironmentReconciler) recordOutcome(ctx context.Context, e *deployv1.Environment, pending *deployv1.Deploy, res *deployResult, target deployv1.ECSTarget) {
 	st := &e.Status
 	if !sameRecord(st.PendingDeploy, pending) {
 		// Another writer (a leader before this one) recorded it already.
@@ -264,7 +268,6 @@ func (r *EnvironmentReconciler) recordOutcome(ctx context.Context, e *deployv1.E
 		finish(e)
 		return
 	}
-	target := e.Spec.ECS
 	st.Target = &target
 	st.PendingDeploy = nil
 	switch res.outcome {
@@ -324,12 +327,23 @@ func finish(e *deployv1.Environment) {
 	setSettledConditions(e, desired)
 }
 
-// adoptTarget records spec.ecs as the target of a status written before targets were
-// recorded: what it says deployed is taken to run there.
+// adoptTarget records spec.ecs as the target of a status written before targets and
+// deployed builds were recorded: what it says deployed is taken to run there, from the
+// build of the newest deploy of that image.
 func adoptTarget(env *deployv1.Environment) {
-	if env.Status.Target == nil && env.Status.DeployedImage != "" {
+	st := &env.Status
+	if st.Target == nil && st.DeployedImage != "" {
 		t := env.Spec.ECS
-		env.Status.Target = &t
+		st.Target = &t
+		if st.DeployedBuild == nil {
+			for _, d := range st.History {
+				if d.Image == st.DeployedImage && d.Build != nil {
+					b := *d.Build
+					st.DeployedBuild = &b
+					break
+				}
+			}
+		}
 	}
 }
 
@@ -391,7 +405,12 @@ func (r *EnvironmentReconciler) track(key types.NamespacedName, env *deployv1.En
 		r.Tracker.Untrack(key)
 		return
 	}
-	r.Tracker.Track(key, env.Spec.ECS, last.DeploymentID, last.TaskDefinitionARN)
+	// The rollout is on the service it was deployed to, which spec.ecs may no longer name.
+	target := env.Spec.ECS
+	if env.Status.Target != nil {
+		target = *env.Status.Target
+	}
+	r.Tracker.Track(key, target, last.DeploymentID, last.TaskDefinitionARN)
 }
 
 func (r *EnvironmentReconciler) deploy(ctx context.Context, env *deployv1.Environment, req deployRequest) (*deployResult, error) {
@@ -447,6 +466,16 @@ func setSettledConditions(env *deployv1.Environment, desired Desired) {
 	}
 	known := targetKnown(env)
 	switch p := st.PendingDeploy; {
+	case desired.Action == ActionDeploy && (p == nil || p.Result != deployv1.ResultStalled):
+		// Recorded on a live Environment that wants another deploy already (a new build or
+		// target arrived meanwhile): the next reconcile makes it.
+		set(metav1.ConditionUnknown, false, true, deployv1.ReasonDeploying,
+			fmt.Sprintf("Deploying %s next (trigger %s)", describe(desired.Image, desired.Build), desired.Trigger))
+		return
+	case desired.Action == ActionObserve:
+		set(metav1.ConditionUnknown, false, true, deployv1.ReasonDeploying,
+			fmt.Sprintf("Finding out whether the withdrawn deploy of %s reached the service", describe(p.Image, p.Build)))
+		return
 	case p != nil && p.Result == deployv1.ResultStalled:
 		set(metav1.ConditionFalse, true, false, stalledReason(env), p.Reason)
 		return
@@ -480,6 +509,9 @@ func setSettledConditions(env *deployv1.Environment, desired Desired) {
 		if desired.Reason != "" {
 			msg += "; " + desired.Message
 		}
+	}
+	if reason == "" {
+		reason, msg = deployv1.ReasonUpToDate, "Nothing to deploy"
 	}
 	set(metav1.ConditionTrue, false, false, reason, msg)
 }

@@ -511,3 +511,39 @@ func TestTruthRegisteredRevisionsNameTheirBuild(t *testing.T) {
 		previous = &b
 	}
 }
+
+// The randomized drill's find (seed 1796173832643227193): spec.ecs is pointed at another
+// service while a deploy to the first one is answered, so the status write after its
+// UpdateService conflicts. The deploy must be recorded against the service it went to (not
+// the one the live spec names by then), and the new service must then be deployed to:
+// status.deployedImage never describes a service that does not run it.
+func TestTruthRetargetDuringADeployIsDeployedToo(t *testing.T) {
+	w := &truthAWatch{}
+	h := truthAHarness(t, w, true)
+	g := h.g
+	h.seedService("prod", "shop-api", image("v1"))
+	h.seedService("prod", "shop-api-2", image("w"))
+	h.createEnv("prod", nil)
+	h.startManager()
+
+	touched := w.after(truthAOp("UpdateService", ""), func() error {
+		return truthAEdit(truthAKey(h, "prod"), func(e *deployv1.Environment) { e.Spec.ECS.Service = "shop-api-2" })
+	})
+	b := newBuild(5)
+	g.Expect(h.post(b).Code).To(Equal(http.StatusAccepted))
+	g.Eventually(touched, timeout, poll).Should(BeTrue())
+	g.Expect(w.err()).To(Succeed())
+	g.Eventually(h.env("prod"), timeout, poll).Should(And(
+		WithTransform(func(e *deployv1.Environment) string {
+			if e.Status.Target == nil || e.Status.PendingDeploy != nil {
+				return ""
+			}
+			return e.Status.Target.Service
+		}, Equal("shop-api-2")),
+		WithTransform(deployedImage, Equal(b.Image))))
+	g.Expect(h.webImage("prod", "shop-api-2")).To(Equal(b.Image), "the new service runs what the status says")
+	g.Expect(h.webImage("prod", "shop-api")).To(Equal(b.Image))
+	env := h.getEnv("prod")
+	g.Expect(env.Status.LastDeploy().Trigger).To(Equal(deployv1.TriggerTarget), "%+v", env.Status.History)
+	g.Expect(env.Status.History).To(HaveLen(2), "one deploy to each service")
+}
