@@ -225,7 +225,9 @@ func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.Nam
 
 	res, err := r.deploy(ctx, env, deployRequest{
 		image: pending.Image, build: pending.Build, force: desired.Force,
-		pin: pending.Trigger == deployv1.TriggerPin, pending: pending, resume: desired.Resume,
+		// A pin moved to another service (trigger Target) is still a pin: it may be older.
+		pin:     pending.Trigger == deployv1.TriggerPin || (env.Spec.PinnedImage != "" && env.Spec.PinnedImage == pending.Image),
+		pending: pending, resume: desired.Resume,
 	})
 	if err != nil {
 		return r.deployFailed(ctx, base, env, pending, err)

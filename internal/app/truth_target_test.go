@@ -547,3 +547,41 @@ func TestTruthRetargetDuringADeployIsDeployedToo(t *testing.T) {
 	g.Expect(env.Status.LastDeploy().Trigger).To(Equal(deployv1.TriggerTarget), "%+v", env.Status.History)
 	g.Expect(env.Status.History).To(HaveLen(2), "one deploy to each service")
 }
+
+// The randomized drill's find (seed 1796176234783859590): a pin moved to another service
+// (trigger Target) is still a pin. Pinned to build 5's image, the Environment moves to a
+// service that runs the newer build 10: the pin is applied there, not refused as a downgrade.
+func TestTruthPinMovedToAServiceRunningANewerBuildIsApplied(t *testing.T) {
+	w := &truthAWatch{}
+	h := truthAHarness(t, w, true)
+	g := h.g
+	h.seedService("prod", "shop-api", image("v1"))
+	h.seedService("prod", "shop-api-2", image("v1"))
+	h.createEnv("prod", nil)
+	h.startManager()
+
+	b5, b10 := newBuild(5), newBuild(10)
+	for _, b := range []build{b5, b10} {
+		g.Expect(h.post(b).Code).To(Equal(http.StatusAccepted))
+		g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(deployedImage, Equal(b.Image)))
+	}
+	moveTo := func(svc string) {
+		h.updateEnv("prod", func(e *deployv1.Environment) { e.Spec.ECS.Service = svc })
+		g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(func(e *deployv1.Environment) string {
+			if e.Status.Target == nil || e.Status.PendingDeploy != nil || e.Status.ObservedGeneration != e.Generation {
+				return ""
+			}
+			return e.Status.Target.Service
+		}, Equal(svc)))
+	}
+	moveTo("shop-api-2")
+	g.Expect(h.webImage("prod", "shop-api-2")).To(Equal(b10.Image), "build 10 goes along")
+	h.updateEnv("prod", func(e *deployv1.Environment) { e.Spec.PinnedImage = b5.Image })
+	g.Eventually(func() string { return h.webImage("prod", "shop-api-2") }, timeout, poll).Should(Equal(b5.Image))
+
+	moveTo("shop-api") // runs build 10
+	g.Eventually(func() string { return h.webImage("prod", "shop-api") }, timeout, poll).Should(Equal(b5.Image), "the pin holds on the new service")
+	env := h.getEnv("prod")
+	g.Expect(env.Status.DeployedImage).To(Equal(b5.Image))
+	g.Expect(env.Status.LastDeploy().Trigger).To(Equal(deployv1.TriggerTarget))
+}
