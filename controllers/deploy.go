@@ -97,10 +97,7 @@ func deploy(ctx context.Context, api ECSAPI, req deployRequest) (*deployResult, 
 	if status := aws.ToString(svc.Status); status != "ACTIVE" {
 		return nil, &types.ServiceNotActiveException{Message: aws.String("service status " + status)}
 	}
-	current, err := api.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{
-		TaskDefinition: svc.TaskDefinition,
-		Include:        []types.TaskDefinitionField{types.TaskDefinitionFieldTags},
-	})
+	current, err := describeTaskDefinition(ctx, api, svc.TaskDefinition)
 	if err != nil {
 		return nil, err
 	}
@@ -205,10 +202,7 @@ func findStarted(ctx context.Context, api ECSAPI, svc *types.Service, running st
 		}
 		img, tags := running, runningTags
 		if td := aws.ToString(d.TaskDefinition); td != aws.ToString(svc.TaskDefinition) {
-			out, err := api.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{
-				TaskDefinition: d.TaskDefinition,
-				Include:        []types.TaskDefinitionField{types.TaskDefinitionFieldTags},
-			})
+			out, err := describeTaskDefinition(ctx, api, d.TaskDefinition)
 			if err != nil {
 				return nil, false, err
 			}
@@ -235,10 +229,7 @@ func findStarted(ctx context.Context, api ECSAPI, svc *types.Service, running st
 // of the rollout that failed (ECS rolled back from it); a fresh deploy registers.
 func register(ctx context.Context, api ECSAPI, current *types.TaskDefinition, want *ecs.RegisterTaskDefinitionInput, req deployRequest) (string, bool, error) {
 	if req.resume || req.force {
-		newest, err := api.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{
-			TaskDefinition: current.Family,
-			Include:        []types.TaskDefinitionField{types.TaskDefinitionFieldTags},
-		})
+		newest, err := describeTaskDefinition(ctx, api, current.Family)
 		if err != nil {
 			return "", false, err
 		}
@@ -294,10 +285,7 @@ func (res *deployResult) replacedBy(ctx context.Context, api ECSAPI, svc *types.
 			d.RolloutState == types.DeploymentRolloutStateFailed {
 			continue
 		}
-		out, err := api.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{
-			TaskDefinition: d.TaskDefinition,
-			Include:        []types.TaskDefinitionField{types.TaskDefinitionFieldTags},
-		})
+		out, err := describeTaskDefinition(ctx, api, d.TaskDefinition)
 		if err != nil {
 			return err
 		}
@@ -307,6 +295,14 @@ func (res *deployResult) replacedBy(ctx context.Context, api ECSAPI, svc *types.
 		return nil
 	}
 	return nil
+}
+
+// describeTaskDefinition reads a revision (family, family:revision or ARN) with its tags.
+func describeTaskDefinition(ctx context.Context, api ECSAPI, ref *string) (*ecs.DescribeTaskDefinitionOutput, error) {
+	return api.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{
+		TaskDefinition: ref,
+		Include:        []types.TaskDefinitionField{types.TaskDefinitionFieldTags},
+	})
 }
 
 func primaryOf(ds []types.Deployment) *types.Deployment {

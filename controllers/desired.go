@@ -278,7 +278,13 @@ func buildOf(env *deployv1.Environment, image string) *deployv1.BuildRef {
 		c := *b
 		return &c
 	}
-	for _, d := range env.Status.History {
+	return historyBuild(&env.Status, image)
+}
+
+// historyBuild returns the build of the newest deploy of image in the history, when it is
+// known.
+func historyBuild(st *deployv1.EnvironmentStatus, image string) *deployv1.BuildRef {
+	for _, d := range st.History {
 		if d.Image == image && d.Build != nil {
 			b := *d.Build
 			return &b

@@ -338,13 +338,7 @@ func adoptTarget(env *deployv1.Environment) {
 		t := env.Spec.ECS
 		st.Target = &t
 		if st.DeployedBuild == nil {
-			for _, d := range st.History {
-				if d.Image == st.DeployedImage && d.Build != nil {
-					b := *d.Build
-					st.DeployedBuild = &b
-					break
-				}
-			}
+			st.DeployedBuild = historyBuild(st, st.DeployedImage)
 		}
 	}
 }
