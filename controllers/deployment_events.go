@@ -13,7 +13,7 @@ import (
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 	"github.com/autodeploy-dev/autodeploy/internal/awsecs"
-	"github.com/autodeploy-dev/autodeploy/internal/receiver"
+	"github.com/autodeploy-dev/autodeploy/internal/eventbridge"
 )
 
 // DeploymentIDIndex is the field index on the ECS deployment id of an Environment's newest
@@ -49,7 +49,7 @@ func serviceName(s string) string { return s[strings.LastIndex(s, "/")+1:] }
 const eventSkew = time.Minute
 
 // ECSDeploymentStateChange is the kind of EventBridge event ECS sends as a deployment moves.
-var ECSDeploymentStateChange = receiver.EventKind{Source: "aws.ecs", DetailType: "ECS Deployment State Change"}
+var ECSDeploymentStateChange = eventbridge.EventKind{Source: "aws.ecs", DetailType: "ECS Deployment State Change"}
 
 // DeploymentEvents ends rollouts from ECS "Deployment State Change" events: the zero-polling
 // way to learn that a deployment COMPLETED or FAILED. Events are matched by deployment id and
@@ -70,8 +70,8 @@ type DeploymentEvents struct {
 }
 
 // Route returns the receiver route for these events.
-func (d *DeploymentEvents) Route() receiver.EventRoute {
-	return receiver.EventRoute{Kind: ECSDeploymentStateChange, Label: "ecs", Handler: d}
+func (d *DeploymentEvents) Route() eventbridge.EventRoute {
+	return eventbridge.EventRoute{Kind: ECSDeploymentStateChange, Label: "ecs", Handler: d}
 }
 
 type deploymentDetail struct {
@@ -81,9 +81,9 @@ type deploymentDetail struct {
 	Reason       string `json:"reason"`
 }
 
-// Handle implements receiver.EventHandler.
-func (d *DeploymentEvents) Handle(ctx context.Context, ev *receiver.Event, scope receiver.Scope) (int, receiver.Response) {
-	resp := receiver.Response{Updated: []string{}}
+// Handle implements eventbridge.EventHandler.
+func (d *DeploymentEvents) Handle(ctx context.Context, ev *eventbridge.Event, scope eventbridge.Scope) (int, eventbridge.Response) {
+	resp := eventbridge.Response{Updated: []string{}}
 	var detail deploymentDetail
 	if err := json.Unmarshal(ev.Detail, &detail); err != nil || detail.DeploymentID == "" || len(ev.Resources) == 0 {
 		resp.Error = "invalid event: detail.deploymentId and resources (the service ARN) are required"
@@ -96,7 +96,7 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *receiver.Event, scope
 	case "SERVICE_DEPLOYMENT_FAILED":
 		obs.Result = deployv1.ResultFailed
 	default:
-		resp.Result, resp.Message = receiver.ResultIgnored, "event "+detail.EventName+" does not end a rollout"
+		resp.Result, resp.Message = eventbridge.ResultIgnored, "event "+detail.EventName+" does not end a rollout"
 		return http.StatusOK, resp
 	}
 	list, err := d.list(ctx, DeploymentIDIndex, detail.DeploymentID, scope)
@@ -120,11 +120,11 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *receiver.Event, scope
 	}
 	switch {
 	case len(resp.Updated) > 0:
-		resp.Result = receiver.ResultRecorded
+		resp.Result = eventbridge.ResultRecorded
 	case len(resp.Duplicate) > 0:
-		resp.Result = receiver.ResultDuplicate
+		resp.Result = eventbridge.ResultDuplicate
 	default:
-		resp.Result, resp.Message = receiver.ResultNoMatch, "no Environment is rolling out this deployment"
+		resp.Result, resp.Message = eventbridge.ResultNoMatch, "no Environment is rolling out this deployment"
 	}
 	return http.StatusOK, resp
 }
@@ -133,7 +133,7 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *receiver.Event, scope
 // live Environments of the event's service and records the ending on the one whose newest
 // deploy has that id (the cache lagged), or asks for a redelivery (ok false, 503) while one of
 // them is still recording a deploy that may be this one.
-func (d *DeploymentEvents) early(ctx context.Context, ev *receiver.Event, obs RolloutObservation, scope receiver.Scope, resp *receiver.Response) (int, bool) {
+func (d *DeploymentEvents) early(ctx context.Context, ev *eventbridge.Event, obs RolloutObservation, scope eventbridge.Scope, resp *eventbridge.Response) (int, bool) {
 	arn := ev.Resources[0]
 	list, err := d.list(ctx, ServiceIndex, serviceName(arn), scope)
 	if err != nil {
@@ -168,7 +168,7 @@ func (d *DeploymentEvents) early(ctx context.Context, ev *receiver.Event, obs Ro
 }
 
 // list lists the cached Environments in scope whose field index has value.
-func (d *DeploymentEvents) list(ctx context.Context, index, value string, scope receiver.Scope) (*deployv1.EnvironmentList, error) {
+func (d *DeploymentEvents) list(ctx context.Context, index, value string, scope eventbridge.Scope) (*deployv1.EnvironmentList, error) {
 	list := &deployv1.EnvironmentList{}
 	opts := []client.ListOption{client.MatchingFields{index: value}}
 	if !scope.All() {
@@ -179,7 +179,7 @@ func (d *DeploymentEvents) list(ctx context.Context, index, value string, scope 
 
 // record records obs on the Environment key and notes it in resp as updated or duplicate;
 // false (with resp.Error set) when the write failed and the event must be retried.
-func (d *DeploymentEvents) record(ctx context.Context, key ktypes.NamespacedName, obs RolloutObservation, resp *receiver.Response) bool {
+func (d *DeploymentEvents) record(ctx context.Context, key ktypes.NamespacedName, obs RolloutObservation, resp *eventbridge.Response) bool {
 	changed, err := d.Rollouts.Record(ctx, key, obs)
 	if err != nil {
 		resp.Error = fmt.Sprintf("recording the rollout of %s failed; retry", key)

@@ -55,16 +55,6 @@ const (
 	EventBuildConflict = "BuildConflict"
 )
 
-// Results in Response.Result.
-const (
-	ResultRecorded  = "recorded"
-	ResultDuplicate = "duplicate"
-	ResultStale     = "stale"
-	ResultConflict  = "conflict"
-	ResultNoMatch   = "no-match"
-	ResultIgnored   = "ignored"
-)
-
 // Time windows of the duplicate memories (per replica; the build id makes a duplicate a
 // no-op across replicas anyway).
 const (
@@ -114,23 +104,6 @@ type Handler struct {
 	routes     map[EventKind]EventRoute
 	signatures *seenSet
 	eventIDs   *seenSet
-}
-
-// Response is the JSON body of every answer.
-type Response struct {
-	// Result sums up what happened: recorded, duplicate, stale, conflict, no-match or ignored.
-	Result      string `json:"result,omitempty"`
-	Application string `json:"application,omitempty"`
-	BuildID     string `json:"buildId,omitempty"`
-	BuildNumber int64  `json:"buildNumber,omitempty"`
-	// Updated lists the Environments (namespace/name) that recorded the build.
-	Updated   []string `json:"updated"`
-	Duplicate []string `json:"duplicate,omitempty"`
-	Stale     []string `json:"stale,omitempty"`
-	Conflicts []string `json:"conflicts,omitempty"`
-	// Message explains a result that is no error, such as why an event was ignored.
-	Message string `json:"message,omitempty"`
-	Error   string `json:"error,omitempty"`
 }
 
 // NewMux returns the receiver's routes served by h.
