@@ -63,6 +63,9 @@ type EnvironmentReconciler struct {
 	// recorded holds, per Environment, the last pending deploy this reconciler recorded as
 	// done, to tell a cache that has not caught up from a deploy to resume.
 	recorded sync.Map
+	// hookAnswered holds, per Environment, the last hook-action value this reconciler
+	// answered, to tell a cache that has not caught up from a new value (hooks.go).
+	hookAnswered sync.Map
 }
 
 // +kubebuilder:rbac:groups=deploy.autodeploy.dev,resources=environments,verbs=get;list;watch
@@ -108,7 +111,8 @@ func environmentChanged() predicate.Predicate {
 			}
 			return oldEnv.Generation != newEnv.Generation ||
 				!equality.Semantic.DeepEqual(oldEnv.Status.LatestBuild, newEnv.Status.LatestBuild) ||
-				oldEnv.Annotations[deployv1.RetryAnnotation] != newEnv.Annotations[deployv1.RetryAnnotation]
+				oldEnv.Annotations[deployv1.RetryAnnotation] != newEnv.Annotations[deployv1.RetryAnnotation] ||
+				oldEnv.Annotations[deployv1.HookActionAnnotation] != newEnv.Annotations[deployv1.HookActionAnnotation]
 		},
 		// A delete reconciles once: the Environment is gone, so its rollout is no longer
 		// followed (no ECS call).
@@ -143,6 +147,9 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	base := env.DeepCopy()
 	adoptTarget(env)
+	if stop, res, err := r.answerHook(ctx, req.NamespacedName, &base, &env); stop {
+		return res, err
+	}
 
 	// An observed or withdrawn pending deploy is followed by a fresh decision: at most one
 	// of each, then a deploy or nothing.
@@ -477,6 +484,10 @@ func setSettledConditions(env *deployv1.Environment, desired Desired) {
 		return
 	case desired.Held:
 		set(metav1.ConditionFalse, true, false, desired.Reason, desired.Message)
+		return
+	case known && last != nil && last.Result == deployv1.ResultInProgress && last.Image == st.DeployedImage && last.AwaitingHook != nil:
+		ready, reason, msg := hookConditions(env, last)
+		set(ready, false, true, reason, msg)
 		return
 	case known && last != nil && last.Result == deployv1.ResultInProgress && last.Image == st.DeployedImage:
 		set(metav1.ConditionUnknown, false, true, deployv1.ReasonRolloutInProgress,

@@ -51,6 +51,7 @@ func ApplyRollout(env *deployv1.Environment, obs RolloutObservation) bool {
 	}
 	at := metav1.NewTime(obs.At)
 	last.Result, last.Reason, last.RolledBack, last.FinishedAt = obs.Result, obs.Reason, obs.RolledBack, &at
+	last.AwaitingHook = nil // an ended rollout awaits nothing
 	if obs.Result == deployv1.ResultFailed && obs.RolledBack && env.Status.DeployedImage == last.Image {
 		// ECS put the previous task definition back: that is what runs. When it is not known
 		// (the deploy was resumed with nothing known of the service before it), the status

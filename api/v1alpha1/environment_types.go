@@ -260,6 +260,14 @@ type Deploy struct {
 	// FinishedAt is when the rollout ended (Completed, Failed or Superseded).
 	// +optional
 	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+	// AwaitingHook is the pause hook the rollout waits at, until ECS moves on.
+	// +optional
+	AwaitingHook *AwaitingHook `json:"awaitingHook,omitempty"`
+	// FinishedHooks lists the ids of pause hooks of this rollout that ECS no longer awaits
+	// (newest last), so that a late event never marks them awaited again.
+	// +optional
+	// +kubebuilder:validation:MaxItems=20
+	FinishedHooks []string `json:"finishedHooks,omitempty"`
 }
 
 // MaxHistory bounds status.history.
@@ -304,6 +312,11 @@ type EnvironmentStatus struct {
 	// a new value (and only a new value) retries a failed deploy, once.
 	// +optional
 	RetryHandled string `json:"retryHandled,omitempty"`
+
+	// HookActionHandled is the last value of the hook-action annotation the controller
+	// answered, so that a value is answered once.
+	// +optional
+	HookActionHandled string `json:"hookActionHandled,omitempty"`
 
 	// PendingDeploy is a deploy that has started and not yet finished. It is recorded before
 	// any ECS call so that a deploy interrupted by a restart is finished, not lost.
@@ -368,6 +381,7 @@ func (s *EnvironmentStatus) RecordDeploy(d Deploy) {
 			}
 			h.Result, h.FinishedAt = ResultSuperseded, &at
 			h.Reason = "replaced by the deploy of " + d.Image
+			h.AwaitingHook = nil
 		}
 	}
 	s.History = append([]Deploy{d}, s.History...)

@@ -88,6 +88,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	deployments := &controllers.DeploymentEvents{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Rollouts: rollouts}
 	opts.Receiver.EventRoutes = append(opts.Receiver.EventRoutes, deployments.Route())
+	// ECS "Hook State Change" events show rollouts waiting at pause hooks.
+	hooks := &controllers.HookEvents{Cache: mgr.GetCache(), Hooks: &controllers.HookRecorder{
+		Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Recorder: mgr.GetEventRecorder("autodeploy"),
+	}}
+	opts.Receiver.EventRoutes = append(opts.Receiver.EventRoutes, hooks.Route())
 	if err := addReceiver(mgr, opts); err != nil {
 		return err
 	}
