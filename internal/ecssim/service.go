@@ -304,6 +304,9 @@ func (a *account) createServiceLocked(body []byte, emit bool) (*service, error) 
 	if err != nil {
 		return nil, err
 	}
+	if err := validateDeploymentController(raw); err != nil {
+		return nil, err
+	}
 	if !familyPattern.MatchString(req.ServiceName) {
 		return nil, errInvalidParameter("Service name can have up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores.")
 	}
@@ -509,6 +512,12 @@ func (a *account) opUpdateService(body []byte) (any, error) {
 	if svc.status != statusActive {
 		return nil, &apiError{Status: http.StatusBadRequest, Code: "ServiceNotActiveException", Message: "Service was not ACTIVE."}
 	}
+	if err := svc.checkTaskDefinitionUpdate(req.TaskDefinition != nil); err != nil {
+		return nil, err
+	}
+	if err := validateDeploymentController(raw); err != nil {
+		return nil, err
+	}
 	tdARN := svc.taskDefinition
 	if req.TaskDefinition != nil {
 		td, err := a.resolveTaskDefLocked(*req.TaskDefinition)
@@ -604,6 +613,10 @@ func (a *account) serviceDoc(svc *service, withTags bool) map[string]any {
 			"rolloutState":       d.rolloutState,
 			"rolloutStateReason": d.rolloutReason,
 		}
+		if svc.classicLB() {
+			delete(dd, "rolloutState")
+			delete(dd, "rolloutStateReason")
+		}
 		if d.launchType != "" {
 			dd["launchType"] = d.launchType
 		}
@@ -657,6 +670,10 @@ func (svc *service) snapshot() ServiceState {
 			CreatedAt:          d.createdAt,
 			UpdatedAt:          d.updatedAt,
 		})
+		if svc.classicLB() {
+			last := &st.Deployments[len(st.Deployments)-1]
+			last.RolloutState, last.RolloutStateReason = "", ""
+		}
 	}
 	return st
 }
