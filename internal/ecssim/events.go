@@ -55,7 +55,9 @@ type DeploymentEventDetail struct {
 // (UpdateService, CreateService, a circuit-breaker rollback),
 // SERVICE_DEPLOYMENT_COMPLETED when it completes (lazily on a request after
 // the rollout duration, on AdvanceRollouts, or on CompleteDeployment) and
-// SERVICE_DEPLOYMENT_FAILED on FailDeployment. Seeded services send none.
+// SERVICE_DEPLOYMENT_FAILED on FailDeployment. Seeded services send none,
+// and neither do services behind a Classic Load Balancer, for which ECS
+// reports no rolloutState.
 //
 // sink is called in event order, never with the simulator's lock held (it
 // may call the Server), by the goroutine whose request or method caused the
@@ -139,7 +141,7 @@ func (s *Server) deliverEvents() {
 // emitLocked queues the event for d's current rolloutState.
 func (a *account) emitLocked(svc *service, d *deployment) {
 	s := a.srv
-	if s.sink == nil {
+	if s.sink == nil || svc.classicLB() || d.sd.engineDriven() {
 		return
 	}
 	detail := DeploymentEventDetail{
