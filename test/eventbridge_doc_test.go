@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 
+	"github.com/autodeploy-dev/autodeploy/controllers"
 	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
 
@@ -35,7 +36,8 @@ func TestEventBridgeTemplateMatchesTheReceiver(t *testing.T) {
 		ContainSubstring("${ReceiverUrl}/v1/namespaces/${Namespace}/events"),
 		ContainSubstring("${ReceiverUrl}"+receiver.EventsPath+`"`),
 	))
-	for rule, kind := range map[string]receiver.EventKind{"CodeBuildRule": receiver.CodeBuildStateChange, "EcrRule": receiver.ECRImageAction} {
+	for rule, kind := range map[string]receiver.EventKind{"CodeBuildRule": receiver.CodeBuildStateChange, "EcrRule": receiver.ECRImageAction,
+		"EcsHookRule": controllers.ECSHookStateChange} {
 		pattern := []string{"Resources", rule, "Properties", "EventPattern"}
 		g.Expect(get(append(pattern, "source")...).MustString()).To(ContainSubstring(kind.Source), rule)
 		g.Expect(get(append(pattern, "detail-type")...).MustString()).To(ContainSubstring(kind.DetailType), rule)
