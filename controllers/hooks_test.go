@@ -150,9 +150,9 @@ func TestParseHookEvent(t *testing.T) {
 	g.Expect(obs.ExpiresAt.Unix()).To(Equal(int64(1796119860)))
 
 	for detail, want := range map[string]string{
-		`{"eventName":"HOOK_AWAITING_ACTION","serviceDeploymentArn":"` + hookSD + `"}`:                               "detail.hookId is required",
-		`{"eventName":"HOOK_AWAITING_ACTION","hookId":"h"}`:                                                          "detail.serviceDeploymentArn",
-		`{"hookId":"h","serviceDeploymentArn":"` + hookSD + `"}`:                                                     "detail.eventName",
+		`{"eventName":"HOOK_AWAITING_ACTION","serviceDeploymentArn":"` + hookSD + `"}`:                              "detail.hookId is required",
+		`{"eventName":"HOOK_AWAITING_ACTION","hookId":"h"}`:                                                         "detail.serviceDeploymentArn",
+		`{"hookId":"h","serviceDeploymentArn":"` + hookSD + `"}`:                                                    "detail.eventName",
 		`{"eventName":"HOOK_AWAITING_ACTION","hookId":"h","serviceDeploymentArn":"` + hookSD + `","expiresAt":"x"}`: "detail.expiresAt",
 		`[]`: "invalid event: detail",
 	} {
