@@ -62,16 +62,10 @@ func ParseHookAction(v string) (action, hookID string, err error) {
 }
 
 // HookActionValue is the annotation value that answers hookID with action.
-func HookActionValue(action, hookID string) string { return action + ":" + hookID }
+func HookActionValue(action, hookID string) string { return deployv1.HookActionValue(action, hookID) }
 
 // AwaitedHook returns the pause hook the newest deploy's rollout waits at, or nil.
-func AwaitedHook(env *deployv1.Environment) *deployv1.AwaitingHook {
-	last := env.Status.LastDeploy()
-	if last == nil || last.Result != deployv1.ResultInProgress {
-		return nil
-	}
-	return last.AwaitingHook
-}
+func AwaitedHook(env *deployv1.Environment) *deployv1.AwaitingHook { return env.Status.AwaitedHook() }
 
 // hookConditions gives the Ready status, reason and message of a rollout that waits at a
 // pause hook: Ready=False, AwaitingApproval, with what to do, until someone answers.

@@ -51,3 +51,15 @@ type AwaitingHook struct {
 	// +optional
 	ActionSentAt *metav1.Time `json:"actionSentAt,omitempty"`
 }
+
+// AwaitedHook returns the pause hook the rollout of the newest deploy waits at, or nil.
+func (s *EnvironmentStatus) AwaitedHook() *AwaitingHook {
+	last := s.LastDeploy()
+	if last == nil || last.Result != ResultInProgress {
+		return nil
+	}
+	return last.AwaitingHook
+}
+
+// HookActionValue is the value of HookActionAnnotation that answers hookID with action.
+func HookActionValue(action, hookID string) string { return action + ":" + hookID }

@@ -3,6 +3,8 @@
 //	autodeployctl dev          run everything locally (control plane, ECS simulator, manager) and show a deploy
 //	autodeployctl notify       sign and send a build manifest, as a CI system does
 //	autodeployctl ecs-service  show what an ECS service runs (task definition, deployments, images)
+//	autodeployctl continue     continue the rollout an Environment waits with at a pause hook
+//	autodeployctl rollback     roll back the rollout an Environment waits with at a pause hook
 package main
 
 import (
@@ -19,10 +21,17 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 	"github.com/autodeploy-dev/autodeploy/internal/devenv"
+	"github.com/autodeploy-dev/autodeploy/internal/hookctl"
 	"github.com/autodeploy-dev/autodeploy/internal/manifest"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/receiver"
@@ -34,6 +43,8 @@ Commands:
   dev          Run autodeploy locally: control plane, ECS simulator and manager; shows a deploy.
   notify       Sign and send a build manifest to a receiver.
   ecs-service  Show the task definition, deployments and images of an ECS service.
+  continue     Continue the rollout of an Environment waiting at a pause hook: continue <env> [-n ns].
+  rollback     Roll back the rollout of an Environment waiting at a pause hook: rollback <env> [-n ns].
 
 Run 'autodeployctl <command> -h' for the flags of a command.
 `
@@ -53,6 +64,10 @@ func main() {
 		err = runNotify(ctx, os.Args[2:])
 	case "ecs-service":
 		err = runECSService(ctx, os.Args[2:])
+	case "continue":
+		err = runHook(ctx, deployv1.HookActionContinue, os.Args[2:])
+	case "rollback":
+		err = runHook(ctx, deployv1.HookActionRollback, os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -144,4 +159,58 @@ func runECSService(ctx context.Context, args []string) error {
 		return errors.New("--cluster and --service are required")
 	}
 	return devenv.PrintService(ctx, os.Stdout, devenv.ECSClient(*endpoint), *cluster, *service)
+}
+
+func runHook(ctx context.Context, action string, args []string) error {
+	fs := flag.NewFlagSet(action, flag.ExitOnError)
+	namespace := fs.String("n", "", "Namespace of the Environment (default: the kubeconfig context's).")
+	fs.StringVar(namespace, "namespace", "", "Same as -n.")
+	kubeconfig := fs.String("kubeconfig", "", "Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).")
+	waitFor := fs.Duration("wait", time.Minute, "How long to wait for the controller's answer (0: do not wait).")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: autodeployctl %s <environment> [-n namespace] [--kubeconfig file] [--wait 1m]\n\n"+
+			"Sets %s=%s:<hookID> for the pause hook the Environment's rollout waits at, and shows what became of it.\n",
+			action, deployv1.HookActionAnnotation, action)
+		fs.PrintDefaults()
+	}
+	// Flags may come before or after the Environment's name.
+	_ = fs.Parse(args)
+	name := fs.Arg(0)
+	if fs.NArg() > 1 {
+		_ = fs.Parse(fs.Args()[1:])
+		if fs.NArg() > 0 {
+			return fmt.Errorf("unexpected arguments %q: give one Environment", fs.Args())
+		}
+	}
+	if name == "" {
+		fs.Usage()
+		return errors.New("the Environment's name is required")
+	}
+	c, ns, err := kubeClient(*kubeconfig, *namespace)
+	if err != nil {
+		return err
+	}
+	return hookctl.Answer(ctx, c, types.NamespacedName{Namespace: ns, Name: name}, action, hookctl.Options{Wait: *waitFor}, os.Stdout)
+}
+
+// kubeClient returns a client for the kubeconfig (the standard loading rules when empty) and
+// the namespace to use: namespace, else the context's.
+func kubeClient(kubeconfig, namespace string) (client.Client, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{Context: clientcmdapi.Context{Namespace: namespace}})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("kubeconfig: %w", err)
+	}
+	ns, _, err := cc.Namespace()
+	if err != nil {
+		return nil, "", fmt.Errorf("kubeconfig: %w", err)
+	}
+	scheme := runtime.NewScheme()
+	if err := deployv1.AddToScheme(scheme); err != nil {
+		return nil, "", err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	return c, ns, err
 }
