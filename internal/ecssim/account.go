@@ -20,7 +20,8 @@ type account struct {
 	calls     map[string]int
 	throttled map[string]int
 	total     int
-	described int // services named by handled DescribeServices calls
+	described int             // services named by handled DescribeServices calls
+	alarms    map[string]bool // CloudWatch alarm name -> in ALARM (SetAlarm)
 }
 
 func (s *Server) newAccount(id string) *account {
@@ -174,6 +175,12 @@ func (v *AccountView) CompleteDeployment(cluster, service string) error {
 	if err != nil {
 		return err
 	}
+	if p := svc.primary(); p.sd.engineDriven() {
+		if p.sd.status == SDInProgress {
+			p.sd.succeedLocked(v.a, v.s.clock())
+		}
+		return nil
+	}
 	switch p := svc.primary(); p.rolloutState {
 	case RolloutCompleted:
 		return nil
@@ -204,6 +211,9 @@ func (v *AccountView) FailDeployment(cluster, service, reason string) error {
 		return err
 	}
 	p := svc.primary()
+	if p.sd.engineDriven() {
+		return v.a.failStrategyLocked(p.sd, reason, v.s.clock())
+	}
 	if p.rolloutState != RolloutInProgress {
 		return fmt.Errorf("ecssim: service %s has no deployment in progress (PRIMARY %s is %s)", svc.name, p.id, p.rolloutState)
 	}
@@ -219,6 +229,7 @@ func (v *AccountView) FailDeployment(cluster, service, reason string) error {
 	v.a.emitLocked(svc, p)
 
 	if !svc.rollbackEnabled() {
+		p.sd.rollingDoneLocked(true, reason, nil, now)
 		return nil
 	}
 	var previous *deployment
@@ -229,10 +240,13 @@ func (v *AccountView) FailDeployment(cluster, service, reason string) error {
 		}
 	}
 	if previous == nil {
+		p.sd.rollingDoneLocked(true, reason, nil, now)
 		return nil
 	}
 	p.status = DeploymentActive
+	p.sd.rollingDoneLocked(true, reason, previous, now)
 	rb := svc.newDeployment(previous.taskDefinition, now)
+	rb.sd = p.sd
 	rb.rolloutReason = "ECS deployment circuit breaker: rolling back to deploymentId " + previous.id + "."
 	svc.deployments = []*deployment{rb, p}
 	svc.taskDefinition = previous.taskDefinition

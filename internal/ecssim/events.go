@@ -141,7 +141,7 @@ func (s *Server) deliverEvents() {
 // emitLocked queues the event for d's current rolloutState.
 func (a *account) emitLocked(svc *service, d *deployment) {
 	s := a.srv
-	if s.sink == nil || svc.classicLB() {
+	if s.sink == nil || svc.classicLB() || d.sd.engineDriven() {
 		return
 	}
 	detail := DeploymentEventDetail{

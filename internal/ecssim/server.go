@@ -82,6 +82,8 @@ type Server struct {
 	region          string
 	clock           func() time.Time
 	rolloutDuration time.Duration
+	stageDuration   time.Duration // per lifecycle stage of non-rolling deployments
+	minute          time.Duration // one minute of deployment configuration
 	buckets         map[Category]Bucket
 	roles           map[string]*role // by role ARN; fixed after New
 	roleErr         error
@@ -377,6 +379,12 @@ func init() {
 		"DescribeServices":         (*account).opDescribeServices,
 		"UpdateService":            (*account).opUpdateService,
 		"ListServices":             (*account).opListServices,
+
+		"ListServiceDeployments":     (*account).opListServiceDeployments,
+		"DescribeServiceDeployments": (*account).opDescribeServiceDeployments,
+		"DescribeServiceRevisions":   (*account).opDescribeServiceRevisions,
+		"StopServiceDeployment":      (*account).opStopServiceDeployment,
+		"ContinueServiceDeployment":  (*account).opContinueServiceDeployment,
 	}
 }
 

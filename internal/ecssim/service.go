@@ -40,6 +40,10 @@ type service struct {
 	tags           []any
 	deployments    []*deployment // newest first; deployments[0] is PRIMARY
 	createdAt      time.Time
+	sds            []*serviceDeployment // newest first
+	revisions      []*serviceRevision
+	// failNextRollback makes the next non-rolling rollback end ROLLBACK_FAILED.
+	failNextRollback bool
 }
 
 type deployment struct {
@@ -56,6 +60,7 @@ type deployment struct {
 	createdAt      time.Time
 	updatedAt      time.Time
 	completionTime time.Time // when an IN_PROGRESS deployment completes by itself
+	sd             *serviceDeployment
 }
 
 // ServiceState is a snapshot of a simulated service.
@@ -69,6 +74,10 @@ type ServiceState struct {
 	PendingCount      int               `json:"pendingCount"`
 	TaskDefinitionARN string            `json:"taskDefinition"`
 	Deployments       []DeploymentState `json:"deployments"` // newest first
+	// ServiceDeployments are the service's deployments as
+	// ListServiceDeployments and DescribeServiceDeployments report them,
+	// newest first.
+	ServiceDeployments []ServiceDeploymentState `json:"serviceDeployments,omitempty"`
 }
 
 // Primary returns the PRIMARY deployment of the snapshot.
@@ -94,6 +103,9 @@ type DeploymentState struct {
 	FailedTasks        int       `json:"failedTasks"`
 	CreatedAt          time.Time `json:"createdAt"`
 	UpdatedAt          time.Time `json:"updatedAt"`
+	// ServiceDeploymentARN is the service deployment that made this
+	// deployment (a circuit-breaker rollback shares the failed one's).
+	ServiceDeploymentARN string `json:"serviceDeploymentArn,omitempty"`
 }
 
 // serviceManagedFields are CreateService/UpdateService request fields the
@@ -337,6 +349,9 @@ func (a *account) createServiceLocked(body []byte, emit bool) (*service, error) 
 			deployConfig[k] = v
 		}
 	}
+	if err := validateDeploymentConfiguration(deployConfig); err != nil {
+		return nil, err
+	}
 	tags, _ := raw["tags"].([]any)
 	extra := copyMap(raw)
 	for _, f := range serviceManagedFields {
@@ -368,10 +383,12 @@ func (a *account) createServiceLocked(body []byte, emit bool) (*service, error) 
 	d := svc.newDeployment(td.arn, now)
 	svc.deployments = []*deployment{d}
 	c.services[svc.name] = svc
+	a.trackDeploymentLocked(svc, d, nil, now)
 	if emit {
 		a.emitLocked(svc, d)
 	}
 	d.complete(now)
+	d.sd.rollingDoneLocked(false, "", nil, now)
 	if emit {
 		a.emitLocked(svc, d)
 	}
@@ -407,6 +424,7 @@ func (d *deployment) complete(at time.Time) {
 // startDeploymentLocked makes a new PRIMARY deployment of td; the previous
 // PRIMARY becomes ACTIVE.
 func (a *account) startDeploymentLocked(svc *service, td string, now time.Time) {
+	prev := svc.primary()
 	for _, d := range svc.deployments {
 		if d.status == DeploymentPrimary {
 			d.status = DeploymentActive
@@ -417,6 +435,7 @@ func (a *account) startDeploymentLocked(svc *service, td string, now time.Time) 
 	d.completionTime = now.Add(a.srv.rolloutDuration)
 	svc.deployments = append([]*deployment{d}, svc.deployments...)
 	svc.taskDefinition = td
+	a.trackDeploymentLocked(svc, d, prev, now)
 	a.emitLocked(svc, d)
 }
 
@@ -426,6 +445,7 @@ func (a *account) completeLocked(svc *service, at time.Time) {
 	p := svc.primary()
 	p.complete(at)
 	svc.deployments = []*deployment{p}
+	p.sd.rollingDoneLocked(false, "", nil, at)
 	a.emitLocked(svc, p)
 }
 
@@ -435,8 +455,9 @@ func (a *account) advanceLocked(now time.Time) int {
 	n := 0
 	for _, c := range a.clusters {
 		for _, svc := range c.services {
+			n += a.advanceStrategiesLocked(svc, now)
 			p := svc.primary()
-			if p.rolloutState == RolloutInProgress && !now.Before(p.completionTime) {
+			if p.rolloutState == RolloutInProgress && !p.sd.engineDriven() && !now.Before(p.completionTime) {
 				a.completeLocked(svc, p.completionTime)
 				n++
 			}
@@ -528,6 +549,12 @@ func (a *account) opUpdateService(body []byte) (any, error) {
 	}
 	if req.DesiredCount != nil && *req.DesiredCount < 0 {
 		return nil, errInvalidParameter("desiredCount must be greater than or equal to 0.")
+	}
+
+	if dc, ok := raw["deploymentConfiguration"].(map[string]any); ok {
+		if err := validateDeploymentConfiguration(mergeConfig(svc.deployConfig, dc)); err != nil {
+			return nil, err
+		}
 	}
 
 	now := a.now()
@@ -670,10 +697,16 @@ func (svc *service) snapshot() ServiceState {
 			CreatedAt:          d.createdAt,
 			UpdatedAt:          d.updatedAt,
 		})
+		if d.sd != nil {
+			st.Deployments[len(st.Deployments)-1].ServiceDeploymentARN = d.sd.arn
+		}
 		if svc.classicLB() {
 			last := &st.Deployments[len(st.Deployments)-1]
 			last.RolloutState, last.RolloutStateReason = "", ""
 		}
+	}
+	for _, sd := range svc.sds {
+		st.ServiceDeployments = append(st.ServiceDeployments, sd.snapshot())
 	}
 	return st
 }

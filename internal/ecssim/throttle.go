@@ -45,7 +45,13 @@ var categories = map[string]Category{
 	"ListTaskDefinitionFamilies": CategoryTaskDefinitionRead,
 	"DescribeServiceDeployments": CategoryServiceDeploymentsRead,
 	"ListServiceDeployments":     CategoryServiceDeploymentsRead,
-	"DescribeImages":             CategoryECRDescribeImages, // ECR
+	// AWS's throttling page could not be read for these three; the
+	// simulator puts the revision read with the deployment reads and the
+	// two deployment controls with the service modifications.
+	"DescribeServiceRevisions":  CategoryServiceDeploymentsRead,
+	"StopServiceDeployment":     CategoryServiceModify,
+	"ContinueServiceDeployment": CategoryServiceModify,
+	"DescribeImages":            CategoryECRDescribeImages, // ECR
 }
 
 // CategoryOf returns the throttling category of an ECS (or ECR) operation,
