@@ -82,7 +82,7 @@ func deployAndFollow(ctx context.Context, api ECSAPI, req deployRequest) (*deplo
 	switch res.outcome {
 	case outcomeUpdated, outcomeFound:
 	case outcomeRunning:
-		if res.rolloutState != string(types.DeploymentRolloutStateInProgress) && res.deploymentID == "" {
+		if res.rolloutState != string(types.DeploymentRolloutStateInProgress) {
 			return res, nil
 		}
 	default:
