@@ -32,6 +32,8 @@ type deployRequest struct {
 	observe bool
 	// known holds the ECS deployment ids in the history: none of them is this deploy's.
 	known map[string]bool
+	// knownARNs holds the service-deployment ARNs in the history.
+	knownARNs map[string]bool
 }
 
 // deployOutcome says what a deploy found or did.
@@ -69,6 +71,11 @@ type deployResult struct {
 	rolloutState, rolloutReason string
 	rolledBack                  bool
 	registered, updated         bool
+	// strategy is the service's deployment strategy (ROLLING when it names none);
+	// serviceDeploymentARN the service deployment a BLUE_GREEN, LINEAR or CANARY deploy
+	// started; steadyState is true when ECS reports no rolloutState for the service.
+	strategy, serviceDeploymentARN string
+	steadyState                    bool
 }
 
 // startSkew is how much earlier than a pending deploy's recorded start an ECS deployment may
@@ -107,6 +114,7 @@ func deploy(ctx context.Context, api ECSAPI, req deployRequest) (*deployResult, 
 	}
 	res := &deployResult{running: running, runningBuild: buildFromTags(current.Tags), previousImage: running}
 	res.previousBuild = res.runningBuild
+	res.strategy, res.steadyState = strategyOf(svc), classicLoadBalanced(svc)
 
 	if req.resume || req.observe {
 		d, found, err := findStarted(ctx, api, svc, running, current.Tags, req)
@@ -163,6 +171,9 @@ func deploy(ctx context.Context, api ECSAPI, req deployRequest) (*deployResult, 
 			res.previousImage, res.previousBuild = req.pending.PreviousImage, req.pending.PreviousBuild
 		}
 		return res, nil
+	}
+	if err := checkDeploymentController(svc, req.target); err != nil {
+		return nil, err
 	}
 	if satisfied {
 		// A retry of what runs: a new ECS deployment of the same revision.

@@ -52,6 +52,11 @@ type EnvironmentReconciler struct {
 	ECS ECSClientFunc
 	// Tracker follows in-progress rollouts; nil leaves them to ECS events.
 	Tracker RolloutTracker
+	// ServiceDeployments follows blue/green, linear and canary rollouts, for which ECS sends
+	// no completion events; SteadyState follows the rollouts of services for which ECS
+	// reports no rollout state when Tracker is nil. Either nil leaves those rollouts InProgress.
+	ServiceDeployments ServiceDeploymentFollower
+	SteadyState        RolloutTracker
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// MaxConcurrentReconciles bounds parallel deploys; 4 when zero.
@@ -126,9 +131,7 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Client.Get(ctx, req.NamespacedName, env); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.recorded.Delete(req.NamespacedName)
-			if r.Tracker != nil {
-				r.Tracker.Untrack(req.NamespacedName)
-			}
+			r.untrackAll(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -299,6 +302,7 @@ func (r *EnvironmentReconciler) recordOutcome(ctx context.Context, e *deployv1.E
 	done.PreviousImage, done.PreviousBuild = res.previousImage, res.previousBuild
 	done.TaskDefinitionARN, done.DeploymentID = res.taskDefinitionARN, res.deploymentID
 	done.ServiceUpdatedAt = &now
+	res.annotate(done)
 	switch res.rolloutState {
 	case "COMPLETED":
 		done.Result, done.FinishedAt = deployv1.ResultCompleted, &now
@@ -400,12 +404,13 @@ func (r *EnvironmentReconciler) apiReader() client.Reader {
 
 // track hands an in-progress rollout to the tracker, which reports how it ends.
 func (r *EnvironmentReconciler) track(key types.NamespacedName, env *deployv1.Environment) {
-	if r.Tracker == nil {
+	tracker := r.routeTracking(key, env)
+	if tracker == nil {
 		return
 	}
 	last := env.Status.LastDeploy()
 	if last == nil || last.Result != deployv1.ResultInProgress || last.DeploymentID == "" {
-		r.Tracker.Untrack(key)
+		tracker.Untrack(key)
 		return
 	}
 	// The rollout is on the service it was deployed to, which spec.ecs may no longer name.
@@ -413,7 +418,7 @@ func (r *EnvironmentReconciler) track(key types.NamespacedName, env *deployv1.En
 	if env.Status.Target != nil {
 		target = *env.Status.Target
 	}
-	r.Tracker.Track(key, target, last.DeploymentID, last.TaskDefinitionARN)
+	tracker.Track(key, target, last.DeploymentID, last.TaskDefinitionARN)
 }
 
 func (r *EnvironmentReconciler) deploy(ctx context.Context, env *deployv1.Environment, req deployRequest) (*deployResult, error) {
@@ -422,8 +427,8 @@ func (r *EnvironmentReconciler) deploy(ctx context.Context, env *deployv1.Enviro
 		return nil, err
 	}
 	req.target, req.application = env.Spec.ECS, env.Spec.Application
-	req.known = knownDeployments(&env.Status)
-	return deploy(ctx, api, req)
+	req.known, req.knownARNs = knownDeployments(&env.Status), knownServiceDeployments(&env.Status)
+	return deployAndFollow(ctx, api, req)
 }
 
 // deployFailed records a failed deploy. A failure that needs the user stalls the Environment
@@ -462,6 +467,7 @@ func (r *EnvironmentReconciler) deployFailed(ctx context.Context, base, env *dep
 func setSettledConditions(env *deployv1.Environment, desired Desired) {
 	st := &env.Status
 	last := st.LastDeploy()
+	st.Rollout = RolloutSummary(last)
 	set := func(ready metav1.ConditionStatus, stalled bool, reconciling bool, reason, msg string) {
 		setCondition(env, deployv1.ReadyCondition, ready, reason, msg)
 		setCondition(env, deployv1.StalledCondition, boolStatus(stalled), reason, msg)
@@ -490,8 +496,7 @@ func setSettledConditions(env *deployv1.Environment, desired Desired) {
 		set(ready, false, true, reason, msg)
 		return
 	case known && last != nil && last.Result == deployv1.ResultInProgress && last.Image == st.DeployedImage:
-		set(metav1.ConditionUnknown, false, true, deployv1.ReasonRolloutInProgress,
-			fmt.Sprintf("ECS deployment %s of %s is rolling out", last.DeploymentID, describe(last.Image, last.Build)))
+		set(metav1.ConditionUnknown, false, true, deployv1.ReasonRolloutInProgress, rolloutInProgressMessage(last))
 		return
 	case known && last != nil && last.RolledBack && st.DeployedImage == "":
 		set(metav1.ConditionFalse, false, false, deployv1.ReasonRolledBackToUnknown,
@@ -509,6 +514,9 @@ func setSettledConditions(env *deployv1.Environment, desired Desired) {
 		if last != nil && last.Image == st.DeployedImage && last.Result == deployv1.ResultCompleted && deployv1.SameBuild(last.Build, st.DeployedBuild) {
 			reason = deployv1.ReasonDeployed
 			msg = fmt.Sprintf("ECS deployment %s of %s completed", last.DeploymentID, describe(last.Image, last.Build))
+			if m := digestMismatch(last); m != "" {
+				msg += "; " + m
+			}
 		}
 		if desired.Reason == deployv1.ReasonNewerBuildRunning {
 			reason = desired.Reason

@@ -23,6 +23,8 @@ const (
 	EventRolloutCompleted  = "RolloutCompleted"
 	EventRolloutFailed     = "RolloutFailed"
 	EventRolloutSuperseded = "RolloutSuperseded"
+	// EventDigestMismatch: the image deployed names a digest and the container runs another.
+	EventDigestMismatch = "DigestMismatch"
 )
 
 // RolloutTracker follows in-progress ECS deployments until they end.
@@ -40,18 +42,34 @@ type RolloutObservation struct {
 	// RolledBack is true when ECS put the previous task definition back.
 	RolledBack bool
 	At         time.Time
+	// ServiceDeploymentARN is the service deployment that ended (BLUE_GREEN, LINEAR, CANARY);
+	// it matches the newest deploy as its DeploymentID does.
+	ServiceDeploymentARN string
+	// ImageDigest is the digest of the image the container runs after a completed rollout,
+	// when ECS said.
+	ImageDigest string
 }
 
 // ApplyRollout records obs on env if it concerns the newest deploy and that deploy is still
 // in progress. It reports whether env changed.
 func ApplyRollout(env *deployv1.Environment, obs RolloutObservation) bool {
 	last := env.Status.LastDeploy()
-	if last == nil || last.DeploymentID != obs.DeploymentID || last.Result != deployv1.ResultInProgress {
+	if last == nil || last.Result != deployv1.ResultInProgress {
+		return false
+	}
+	if last.DeploymentID != obs.DeploymentID && (obs.ServiceDeploymentARN == "" || last.ServiceDeploymentARN != obs.ServiceDeploymentARN) {
 		return false
 	}
 	at := metav1.NewTime(obs.At)
 	last.Result, last.Reason, last.RolledBack, last.FinishedAt = obs.Result, obs.Reason, obs.RolledBack, &at
 	last.AwaitingHook = nil // an ended rollout awaits nothing
+	if last.ServiceDeploymentARN != "" {
+		// The stage and weight describe a service deployment while it runs.
+		last.Stage, last.TrafficWeight = "", ""
+	}
+	if obs.ImageDigest != "" {
+		last.ImageDigest = obs.ImageDigest
+	}
 	if obs.Result == deployv1.ResultFailed && obs.RolledBack && env.Status.DeployedImage == last.Image {
 		// ECS put the previous task definition back: that is what runs. When it is not known
 		// (the deploy was resumed with nothing known of the service before it), the status
@@ -101,6 +119,9 @@ func (r *RolloutRecorder) Record(ctx context.Context, key types.NamespacedName, 
 	case deployv1.ResultCompleted:
 		observeCompleted(env, last)
 		r.event(env, "Normal", EventRolloutCompleted, "ECS deployment %s of %s%s completed", obs.DeploymentID, last.Image, buildSuffix(last.Build))
+		if m := digestMismatch(last); m != "" {
+			r.event(env, "Warning", EventDigestMismatch, "ECS deployment %s: %s", obs.DeploymentID, m)
+		}
 	case deployv1.ResultFailed:
 		msg := fmt.Sprintf("ECS deployment %s of %s%s failed: %s", obs.DeploymentID, last.Image, buildSuffix(last.Build), obs.Reason)
 		if obs.RolledBack {
@@ -148,4 +169,42 @@ func observeCompleted(env *deployv1.Environment, d *deployv1.Deploy) {
 		start = b.FinishedAt.Time
 	}
 	metrics.BuildToDeployed.Observe(d.FinishedAt.Sub(start).Seconds())
+}
+
+// ApplyProgress records a new stage or traffic weight of the service deployment of env's
+// newest deploy, while it runs. It reports whether env changed.
+func ApplyProgress(env *deployv1.Environment, p RolloutProgress) bool {
+	last := env.Status.LastDeploy()
+	if last == nil || last.Result != deployv1.ResultInProgress || last.ServiceDeploymentARN != p.ServiceDeploymentARN ||
+		(last.Stage == p.Stage && last.TrafficWeight == p.TrafficWeight) {
+		return false
+	}
+	last.Stage, last.TrafficWeight = p.Stage, p.TrafficWeight
+	setSettledConditions(env, Decide(env))
+	return true
+}
+
+// Progress writes p to the Environment key, with optimistic concurrency; a no-op when p is
+// not about its newest deploy or changes nothing.
+func (r *RolloutRecorder) Progress(ctx context.Context, key types.NamespacedName, p RolloutProgress) (bool, error) {
+	var changed bool
+	err := retry.OnError(recordBackoff, apierrors.IsConflict, func() error {
+		env := &deployv1.Environment{}
+		if err := r.Reader.Get(ctx, key, env); err != nil {
+			return err
+		}
+		base := env.DeepCopy()
+		if changed = ApplyProgress(env, p); !changed {
+			return nil
+		}
+		return r.Writer.Status().Patch(ctx, env, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	})
+	if err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	if changed {
+		log.FromContext(ctx).V(1).Info("Service deployment of Environment moved", "environment", key,
+			"serviceDeployment", p.ServiceDeploymentARN, "stage", p.Stage, "trafficWeight", p.TrafficWeight)
+	}
+	return changed, nil
 }

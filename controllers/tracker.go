@@ -279,6 +279,13 @@ func evaluateRollout(svc *types.Service, d trackedDeployment, now time.Time) (Ro
 			obs.RolledBack = primary != nil && aws.ToString(primary.Id) != d.deploymentID &&
 				aws.ToString(primary.TaskDefinition) != d.taskDefinitionARN
 			return obs, true
+		case "":
+			// No rolloutState (a Classic Load Balancer): the rollout ends at steady state.
+			if steady(svc, dep) {
+				obs.Result, obs.Reason = deployv1.ResultCompleted, "the service reached steady state"
+				return obs, true
+			}
+			return obs, false
 		default:
 			return obs, false
 		}
@@ -287,4 +294,9 @@ func evaluateRollout(svc *types.Service, d trackedDeployment, now time.Time) (Ro
 	obs.Result = deployv1.ResultSuperseded
 	obs.Reason = "the service was updated again (now " + aws.ToString(svc.TaskDefinition) + ")"
 	return obs, true
+}
+
+// steady reports whether dep is the service's only deployment and all its tasks run.
+func steady(svc *types.Service, dep *types.Deployment) bool {
+	return len(svc.Deployments) == 1 && aws.ToString(dep.Status) == "PRIMARY" && dep.RunningCount == dep.DesiredCount
 }

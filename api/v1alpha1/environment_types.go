@@ -46,6 +46,18 @@ const (
 	// ReasonRolledBackToUnknown: ECS rolled a failed deployment back to a task definition the
 	// controller did not see, so what runs is not known until the next deploy.
 	ReasonRolledBackToUnknown = "RolledBackToUnknown"
+	// ReasonUnsupportedDeploymentController: the service's deployment controller is not ECS
+	// (CODE_DEPLOY or EXTERNAL), so UpdateService cannot give it a new task definition.
+	ReasonUnsupportedDeploymentController = "UnsupportedDeploymentController"
+)
+
+// Deployment strategies of services with the ECS deployment controller
+// (deploymentConfiguration.strategy), as recorded in status.history[].strategy.
+const (
+	StrategyRolling   = "ROLLING"
+	StrategyBlueGreen = "BLUE_GREEN"
+	StrategyLinear    = "LINEAR"
+	StrategyCanary    = "CANARY"
 )
 
 // Deploy triggers recorded in status.
@@ -268,6 +280,31 @@ type Deploy struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=20
 	FinishedHooks []string `json:"finishedHooks,omitempty"`
+	// Strategy is the service's deployment strategy when the deploy was made: BLUE_GREEN,
+	// LINEAR or CANARY (followed through ECS's service deployments); empty for ROLLING.
+	// +optional
+	Strategy string `json:"strategy,omitempty"`
+	// ServiceDeploymentARN is the ECS service deployment the deploy started (BLUE_GREEN,
+	// LINEAR and CANARY deploys).
+	// +optional
+	ServiceDeploymentARN string `json:"serviceDeploymentARN,omitempty"`
+	// Stage is the lifecycle stage of the service deployment while it runs, for example
+	// PRODUCTION_TRAFFIC_SHIFT or BAKE_TIME.
+	// +optional
+	Stage string `json:"stage,omitempty"`
+	// TrafficWeight is the share of production traffic (percent, for example "5" or "0.1")
+	// the new revision was last seen to get while the service deployment runs.
+	// +optional
+	TrafficWeight string `json:"trafficWeight,omitempty"`
+	// SteadyState is true when ECS reports no rollout state for the service (it is behind a
+	// Classic Load Balancer): the rollout ends when the service is steady, with one
+	// deployment whose tasks all run.
+	// +optional
+	SteadyState bool `json:"steadyState,omitempty"`
+	// ImageDigest is the digest of the image the container runs after the rollout, as ECS
+	// resolved it (the service revision's container images).
+	// +optional
+	ImageDigest string `json:"imageDigest,omitempty"`
 }
 
 // MaxHistory bounds status.history.
@@ -323,6 +360,12 @@ type EnvironmentStatus struct {
 	// +optional
 	PendingDeploy *Deploy `json:"pendingDeploy,omitempty"`
 
+	// Rollout summarizes the newest deploy's rollout: Completed, Failed, Superseded, Rolling,
+	// or, for a service deployment under way, its strategy and production traffic weight
+	// ("Canary 5%", "Linear 30%", "BlueGreen") or BakeTime.
+	// +optional
+	Rollout string `json:"rollout,omitempty"`
+
 	// Conditions: Ready, Reconciling, Stalled and Pinned.
 	// +optional
 	// +listType=map
@@ -338,7 +381,7 @@ type EnvironmentStatus struct {
 // +kubebuilder:printcolumn:name="Pinned",type=string,JSONPath=`.spec.pinnedImage`,priority=0
 // +kubebuilder:printcolumn:name="Latest",type=integer,JSONPath=`.status.latestBuild.number`
 // +kubebuilder:printcolumn:name="Deployed",type=integer,JSONPath=`.status.deployedBuild.number`
-// +kubebuilder:printcolumn:name="Rollout",type=string,JSONPath=`.status.history[0].result`
+// +kubebuilder:printcolumn:name="Rollout",type=string,JSONPath=`.status.rollout`
 // +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.status.deployedImage`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1

@@ -7,6 +7,7 @@
 // Usage:
 //
 //	ecssim [--listen 127.0.0.1:4566] [--seed FILE] [--aws-throttling] [--rollout-duration 30s]
+//	       [--stage-duration 2s] [--deployment-minute 1m]
 //	       [--account 123456789012] [--role ARN[,EXTERNAL_ID]]...
 //	       [--events-url URL [--events-api-key KEY]]
 //
@@ -57,12 +58,15 @@ func run() error {
 	})
 	eventsURL := flag.String("events-url", "", "POST every ECS Deployment State Change event to this URL")
 	eventsKey := flag.String("events-api-key", "", "value of the X-Autodeploy-Api-Key header sent with events")
+	stageDuration := flag.Duration("stage-duration", 2*time.Second, "how long each lifecycle stage of a BLUE_GREEN, LINEAR or CANARY deployment lasts")
+	deploymentMinute := flag.Duration("deployment-minute", time.Minute, "how long one minute of bake time or hook timeout lasts")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", flag.Args())
 	}
 
-	opts := []ecssim.Option{ecssim.WithRolloutDuration(*rollout)}
+	opts := []ecssim.Option{ecssim.WithRolloutDuration(*rollout), ecssim.WithStageDuration(*stageDuration),
+		ecssim.WithDeploymentMinute(*deploymentMinute)}
 	if *awsThrottling {
 		opts = append(opts, ecssim.WithAWSThrottling())
 	}

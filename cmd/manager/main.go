@@ -48,6 +48,8 @@ func main() {
 		retryBase, retryMax                              time.Duration
 		rollout                                          app.Options
 		budgetScale                                      float64
+		sdReadBurst                                      int
+		sdReadRate                                       float64
 		kubeQPS                                          float64
 		kubeBurst                                        int
 	)
@@ -73,6 +75,11 @@ func main() {
 	flag.DurationVar(&rollout.RolloutPollMaxInterval, "rollout-poll-max-interval", 2*time.Minute, "Longest interval between two looks at a rollout.")
 	flag.Float64Var(&budgetScale, "ecs-api-budget-scale", awsecs.DefaultBudgetShare,
 		"Share of AWS's published ECS API rate limits the controller allows itself per account and Region (lower it when other tools use the same account).")
+	sdRead := awsecs.AWSLimits()[awsecs.ServiceDeploymentRead]
+	flag.IntVar(&sdReadBurst, "ecs-service-deployment-read-burst", sdRead.Burst,
+		"Burst of the ECS \"service deployment read\" throttle bucket (ListServiceDeployments, DescribeServiceDeployments, DescribeServiceRevisions) per account and Region, before --ecs-api-budget-scale.")
+	flag.Float64Var(&sdReadRate, "ecs-service-deployment-read-rate", sdRead.PerSecond,
+		"Refill per second of the ECS \"service deployment read\" throttle bucket, before --ecs-api-budget-scale.")
 	flag.Float64Var(&kubeQPS, "kube-api-qps", defaultKubeAPIQPS,
 		"Requests per second the manager's Kubernetes client may make (status writes, Events, reads); raise it for fleets of thousands of Environments with frequent builds.")
 	flag.IntVar(&kubeBurst, "kube-api-burst", defaultKubeAPIBurst, "Requests the manager's Kubernetes client may make at once above --kube-api-qps.")
@@ -98,6 +105,12 @@ func main() {
 		setupLog.Error(errors.New("--ecs-api-budget-scale must be positive"), "Invalid flags")
 		os.Exit(1)
 	}
+	if sdReadBurst < 1 || sdReadRate <= 0 {
+		setupLog.Error(errors.New("--ecs-service-deployment-read-burst must be at least 1 and --ecs-service-deployment-read-rate positive"), "Invalid flags")
+		os.Exit(1)
+	}
+	limits := awsecs.AWSLimits()
+	limits[awsecs.ServiceDeploymentRead] = awsecs.Bucket{Burst: sdReadBurst, PerSecond: sdReadRate}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
@@ -135,14 +148,14 @@ func main() {
 	appOpts := rollout
 	appOpts.ReceiverAddr, appOpts.Keys, appOpts.Receiver = receiverAddr, keys, recvOpts
 	appOpts.MaxConcurrentReconciles, appOpts.RetryBaseDelay, appOpts.RetryMaxDelay = maxConcurrent, retryBase, retryMax
-	if err := run(ctx, mgr, appOpts, budgetScale); err != nil {
+	if err := run(ctx, mgr, appOpts, awsecs.ScaleLimits(limits, budgetScale)); err != nil {
 		setupLog.Error(err, "Manager stopped with an error")
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, mgr ctrl.Manager, opts app.Options, budgetScale float64) error {
-	ecsClients, err := awsecs.New(ctx, awsecs.Options{Limits: awsecs.ScaleLimits(awsecs.AWSLimits(), budgetScale)})
+func run(ctx context.Context, mgr ctrl.Manager, opts app.Options, limits map[awsecs.Category]awsecs.Bucket) error {
+	ecsClients, err := awsecs.New(ctx, awsecs.Options{Limits: limits})
 	if err != nil {
 		return err
 	}

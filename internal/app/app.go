@@ -52,22 +52,38 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Writer:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("autodeploy"),
 	}
-	var tracker controllers.RolloutTracker
-	if opts.RolloutPolling {
-		t := &controllers.PollingTracker{
-			ECS:     opts.ECS,
-			Sink:    rollouts,
-			Log:     ctrl.Log.WithName("rollout-tracker"),
-			Initial: opts.RolloutPollInterval,
-			Max:     opts.RolloutPollMaxInterval,
-		}
-		if err := mgr.Add(t); err != nil {
-			return err
-		}
-		tracker = t
+	// The polling tracker follows every rolling deployment with polling on; with it off, only
+	// those of services for which ECS reports no rollout state (and sends no events).
+	polling := &controllers.PollingTracker{
+		ECS:     opts.ECS,
+		Sink:    rollouts,
+		Log:     ctrl.Log.WithName("rollout-tracker"),
+		Initial: opts.RolloutPollInterval,
+		Max:     opts.RolloutPollMaxInterval,
+	}
+	if err := mgr.Add(polling); err != nil {
+		return err
+	}
+	var tracker, steadyState controllers.RolloutTracker = polling, nil
+	if !opts.RolloutPolling {
+		tracker, steadyState = nil, polling
+	}
+	// Blue/green, linear and canary deployments send no completion events: they are followed
+	// with DescribeServiceDeployments in both modes.
+	serviceDeployments := &controllers.ServiceDeploymentTracker{
+		ECS:     opts.ECS,
+		Sink:    rollouts,
+		Log:     ctrl.Log.WithName("service-deployment-tracker"),
+		Initial: opts.RolloutPollInterval,
+		Max:     opts.RolloutPollMaxInterval,
+	}
+	if err := mgr.Add(serviceDeployments); err != nil {
+		return err
 	}
 	if err := (&controllers.EnvironmentReconciler{
 		Tracker:                 tracker,
+		SteadyState:             steadyState,
+		ServiceDeployments:      serviceDeployments,
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("autodeploy"),

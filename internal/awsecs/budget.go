@@ -22,6 +22,9 @@ const (
 	ServiceRead          Category = "service-read"
 	TaskDefinitionModify Category = "task-definition-modify"
 	TaskDefinitionRead   Category = "task-definition-read"
+	// ServiceDeploymentRead: the service-deployment and service-revision reads that follow
+	// blue/green, linear and canary deployments.
+	ServiceDeploymentRead Category = "service-deployment-read"
 )
 
 // Bucket is a token bucket: Burst tokens, refilled at PerSecond.
@@ -38,6 +41,9 @@ func AWSLimits() map[Category]Bucket {
 		ServiceRead:          {Burst: 100, PerSecond: 20},
 		TaskDefinitionModify: {Burst: 20, PerSecond: 1},
 		TaskDefinitionRead:   {Burst: 50, PerSecond: 20},
+		// "service deployment read" (ListServiceDeployments, DescribeServiceDeployments,
+		// DescribeServiceRevisions); set with --ecs-service-deployment-read-burst and -rate.
+		ServiceDeploymentRead: {Burst: 50, PerSecond: 20},
 	}
 }
 
@@ -69,6 +75,8 @@ func CategoryOf(op string) (Category, bool) {
 		return TaskDefinitionModify, true
 	case "DescribeTaskDefinition", "ListTaskDefinitions", "ListTaskDefinitionFamilies":
 		return TaskDefinitionRead, true
+	case "ListServiceDeployments", "DescribeServiceDeployments", "DescribeServiceRevisions":
+		return ServiceDeploymentRead, true
 	}
 	return "", false
 }

@@ -36,12 +36,23 @@ func (v *AccountView) SeedTaskDefinition(rawJSON []byte) (arn string, err error)
 // COMPLETED with desiredCount tasks running. The cluster must exist. No
 // deployment events are sent for seeded services.
 func (v *AccountView) SeedService(cluster, name, taskDefinition string, desiredCount int) error {
-	body, err := json.Marshal(map[string]any{
-		"cluster":        cluster,
-		"serviceName":    name,
-		"taskDefinition": taskDefinition,
-		"desiredCount":   desiredCount,
-	})
+	return v.seedServiceSpec(SeedServiceSpec{Cluster: cluster, Name: name, TaskDefinition: taskDefinition, DesiredCount: desiredCount})
+}
+
+func (v *AccountView) seedServiceSpec(spec SeedServiceSpec) error {
+	req := map[string]any{
+		"cluster":        spec.Cluster,
+		"serviceName":    spec.Name,
+		"taskDefinition": spec.TaskDefinition,
+		"desiredCount":   spec.DesiredCount,
+	}
+	if spec.DeploymentController != "" {
+		req["deploymentController"] = map[string]any{"type": spec.DeploymentController}
+	}
+	if spec.DeploymentConfiguration != nil {
+		req["deploymentConfiguration"] = spec.DeploymentConfiguration
+	}
+	body, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
@@ -77,6 +88,11 @@ type SeedServiceSpec struct {
 	Name           string `json:"name"`
 	TaskDefinition string `json:"taskDefinition"`
 	DesiredCount   int    `json:"desiredCount"`
+	// DeploymentController is ECS (default), CODE_DEPLOY or EXTERNAL.
+	DeploymentController string `json:"deploymentController,omitempty"`
+	// DeploymentConfiguration is a CreateService deploymentConfiguration
+	// (strategy, canaryConfiguration, lifecycleHooks, …).
+	DeploymentConfiguration map[string]any `json:"deploymentConfiguration,omitempty"`
 }
 
 // LoadSeed applies a Seed document to the default account; see
@@ -104,7 +120,7 @@ func (v *AccountView) LoadSeed(r io.Reader) error {
 		}
 	}
 	for _, svc := range seed.Services {
-		if err := v.SeedService(svc.Cluster, svc.Name, svc.TaskDefinition, svc.DesiredCount); err != nil {
+		if err := v.seedServiceSpec(svc); err != nil {
 			return fmt.Errorf("ecssim: seed service %s/%s: %w", svc.Cluster, svc.Name, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -389,4 +390,24 @@ func (r *eventRecorder) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events, r.raw = nil, nil
+}
+
+func TestSeedTakesStrategyAndController(t *testing.T) {
+	g := NewWithT(t)
+	clock := newFakeClock()
+	sim, _, client := start(t, ecssim.WithClock(clock.Now))
+	g.Expect(sim.LoadSeed(strings.NewReader(`{"clusters":["prod"],
+		"taskDefinitions":[{"family":"web","containerDefinitions":[{"name":"app","image":"repo/web:v1"}]},
+		                   {"family":"web","containerDefinitions":[{"name":"app","image":"repo/web:v2"}]}],
+		"services":[{"cluster":"prod","name":"web","taskDefinition":"web:1","desiredCount":1,
+		             "deploymentConfiguration":{"strategy":"LINEAR","linearConfiguration":{"stepPercent":50,"stepBakeTimeInMinutes":1}}},
+		            {"cluster":"prod","name":"cd","taskDefinition":"web:1","desiredCount":1,"deploymentController":"CODE_DEPLOY"}]}`))).To(Succeed())
+	updateWeb(g, client, "web:2")
+	_, weights, last := walk(g, clock, client)
+	g.Expect(last.Status).To(Equal(types.ServiceDeploymentStatusSuccessful))
+	g.Expect(weights).To(Equal([]float64{50, 100}), "with 0-length stages only the baking step is seen")
+	_, err := client.UpdateService(context.Background(), &ecs.UpdateServiceInput{Cluster: aws.String("prod"), Service: aws.String("cd"), TaskDefinition: aws.String("web:2")})
+	invalidParameter(g, err, "CODE_DEPLOY")
+	err = sim.LoadSeed(strings.NewReader(`{"clusters":["prod"],"services":[{"cluster":"prod","name":"bad","taskDefinition":"web:1","deploymentConfiguration":{"strategy":"LINEAR","linearConfiguration":{"stepPercent":1}}}]}`))
+	g.Expect(err).To(MatchError(ContainSubstring("linearConfiguration.stepPercent")))
 }
