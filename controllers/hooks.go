@@ -334,13 +334,14 @@ const (
 )
 
 // ApplyHook records obs on the rollout of env's newest deploy if obs is about it. A rollout
-// matches when its awaited hook names obs's service deployment, or, when the deployment is not
-// recorded on it, when obs is not older than the service update (clocks may differ by
-// eventSkew).
+// matches when it (or its awaited hook) names obs's service deployment, or, when no service
+// deployment is recorded on it yet, when obs is not older than the service update (clocks may
+// differ by eventSkew).
 func ApplyHook(env *deployv1.Environment, obs HookObservation) HookOutcome {
 	last := env.Status.LastDeploy()
 	inProgress := last != nil && last.Result == deployv1.ResultInProgress
-	known := inProgress && last.AwaitingHook != nil && last.AwaitingHook.ServiceDeploymentARN == obs.ServiceDeploymentARN
+	known := inProgress && (last.ServiceDeploymentARN == obs.ServiceDeploymentARN ||
+		last.AwaitingHook != nil && last.AwaitingHook.ServiceDeploymentARN == obs.ServiceDeploymentARN)
 	if !known {
 		if p := env.Status.PendingDeploy; p != nil && (obs.At.IsZero() || !obs.At.Before(p.StartedAt.Add(-eventSkew))) {
 			return HookEarly
@@ -355,8 +356,8 @@ func ApplyHook(env *deployv1.Environment, obs HookObservation) HookOutcome {
 		if !obs.At.IsZero() && obs.At.Before(from.Add(-eventSkew)) {
 			return HookNoMatch
 		}
-		if a := last.AwaitingHook; a != nil && a.ServiceDeploymentARN != obs.ServiceDeploymentARN {
-			return HookNoMatch
+		if a := last.AwaitingHook; last.ServiceDeploymentARN != "" || a != nil && a.ServiceDeploymentARN != obs.ServiceDeploymentARN {
+			return HookNoMatch // the rollout is another service deployment's
 		}
 	}
 	if slices.Contains(last.FinishedHooks, obs.HookID) {

@@ -46,7 +46,9 @@ type ServiceDeploymentSink interface {
 type ServiceDeploymentTracker struct {
 	ECS  ECSClientFunc
 	Sink ServiceDeploymentSink
-	Log  logr.Logger
+	// Hooks records the pause hooks the deployments wait at (hook_tracking.go); nil ignores them.
+	Hooks HookSink
+	Log   logr.Logger
 	// Initial and Max bound the interval between two looks at one Region and role.
 	Initial, Max time.Duration
 	// Now is the clock; time.Now when nil.
@@ -72,6 +74,7 @@ type sdItem struct {
 	target                   deployv1.ECSTarget
 	arn, deploymentID, image string
 	stage, weight            string
+	hook                     string // the pause hook the status says the deployment awaits
 }
 
 func (t *ServiceDeploymentTracker) init() {
@@ -112,7 +115,7 @@ func (t *ServiceDeploymentTracker) Follow(key ktypes.NamespacedName, target depl
 		t.groups[gk] = g
 	}
 	g.items[key] = sdItem{target: target, arn: d.ServiceDeploymentARN, deploymentID: d.DeploymentID, image: d.Image,
-		stage: d.Stage, weight: d.TrafficWeight}
+		stage: d.Stage, weight: d.TrafficWeight, hook: awaitedHookID(&d)}
 	t.byEnv[key] = gk
 	g.interval = t.Initial
 	if next := t.Now().Add(t.Initial); g.next.IsZero() || next.Before(g.next) {
@@ -275,6 +278,7 @@ func (t *ServiceDeploymentTracker) poll(ctx context.Context, g sdGroup) {
 			obs, done := evaluateServiceDeployment(sd, it, t.Now())
 			if !done {
 				t.progress(ctx, key, it, sd)
+				t.pauseHooks(ctx, key, it, sd)
 				continue
 			}
 			if sd.Status == types.ServiceDeploymentStatusStopped {

@@ -70,9 +70,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	// Blue/green, linear and canary deployments send no completion events: they are followed
 	// with DescribeServiceDeployments in both modes.
+	hookRecorder := &controllers.HookRecorder{
+		Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Recorder: mgr.GetEventRecorder("autodeploy"),
+	}
 	serviceDeployments := &controllers.ServiceDeploymentTracker{
 		ECS:     opts.ECS,
 		Sink:    rollouts,
+		Hooks:   hookRecorder,
 		Log:     ctrl.Log.WithName("service-deployment-tracker"),
 		Initial: opts.RolloutPollInterval,
 		Max:     opts.RolloutPollMaxInterval,
@@ -105,9 +109,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	deployments := &controllers.DeploymentEvents{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Rollouts: rollouts}
 	opts.Receiver.EventRoutes = append(opts.Receiver.EventRoutes, deployments.Route())
 	// ECS "Hook State Change" events show rollouts waiting at pause hooks.
-	hooks := &controllers.HookEvents{Cache: mgr.GetCache(), Hooks: &controllers.HookRecorder{
-		Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Recorder: mgr.GetEventRecorder("autodeploy"),
-	}}
+	hooks := &controllers.HookEvents{Cache: mgr.GetCache(), Hooks: hookRecorder}
 	opts.Receiver.EventRoutes = append(opts.Receiver.EventRoutes, hooks.Route())
 	if err := addReceiver(mgr, opts); err != nil {
 		return err
