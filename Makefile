@@ -75,8 +75,8 @@ bench: ## Go benchmarks of the hot pure paths (parse, verify, decide, task-defin
 	go test -run '^$$' -bench . -benchmem ./internal/manifest ./internal/taskdef ./controllers
 
 .PHONY: bench-fanout
-bench-fanout: envtest ## One build fanned out to 1,000 services under AWS's ECS limits (scaled by AUTODEPLOY_BENCH_SCALE, default 20).
-	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test -run '^$$' -bench BenchmarkFanOut1000 -benchtime 1x -timeout 60m ./internal/app
+bench-fanout: envtest ## One build fanned out to 1,000 services under AWS's ECS limits (scaled by AUTODEPLOY_BENCH_SCALE, default 20), and ECS calls per rollout of a blue/green fleet.
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test -run '^$$' -bench 'BenchmarkFanOut1000|BenchmarkBlueGreenFleet' -benchtime 1x -timeout 60m ./internal/app
 
 BENCH_SEED ?= 42
 AUTODEPLOY_BENCH = KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go run ./cmd/autodeploy-bench --seed $(BENCH_SEED)

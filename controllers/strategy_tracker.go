@@ -486,3 +486,48 @@ func (r *EnvironmentReconciler) untrackAll(key ktypes.NamespacedName) {
 		r.ServiceDeployments.Unfollow(key)
 	}
 }
+
+// rollingEnded is a rolling deployment the polling tracker saw end.
+type rollingEnded struct {
+	key ktypes.NamespacedName
+	d   trackedDeployment
+	obs RolloutObservation
+}
+
+// addDigests reads the image digests of the completed rolling deployments: the newest
+// successful service deployment of each service names the revision (one
+// ListServiceDeployments per completed rollout, once), and DescribeServiceRevisions reads 20
+// revisions per call. A failed read leaves the digest unknown.
+func (t *PollingTracker) addDigests(ctx context.Context, api ECSAPI, cluster string, ended []rollingEnded) {
+	var want []revisionImage
+	var idx []int
+	for i, e := range ended {
+		if e.obs.Result != deployv1.ResultCompleted {
+			continue
+		}
+		out, err := api.ListServiceDeployments(ctx, &ecs.ListServiceDeploymentsInput{
+			Cluster: aws.String(cluster), Service: aws.String(e.d.service),
+			Status: []types.ServiceDeploymentStatus{types.ServiceDeploymentStatusSuccessful},
+		})
+		if err != nil {
+			t.Log.Error(err, "Finding the service deployment of a completed rollout failed", "environment", e.key)
+			continue
+		}
+		var newest *types.ServiceDeploymentBrief
+		for k := range out.ServiceDeployments {
+			b := &out.ServiceDeployments[k]
+			if newest == nil || (b.CreatedAt != nil && newest.CreatedAt != nil && b.CreatedAt.After(*newest.CreatedAt)) {
+				newest = b
+			}
+		}
+		if newest == nil || aws.ToString(newest.TargetServiceRevisionArn) == "" {
+			continue
+		}
+		want = append(want, revisionImage{arn: aws.ToString(newest.TargetServiceRevisionArn), container: e.d.container})
+		idx = append(idx, i)
+	}
+	digests := revisionDigests(ctx, api, want, t.Log)
+	for j, i := range idx {
+		ended[i].obs.ImageDigest = digests[j]
+	}
+}

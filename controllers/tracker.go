@@ -54,6 +54,8 @@ type trackGroup struct {
 
 type trackedDeployment struct {
 	service, deploymentID, taskDefinitionARN string
+	// container is the container whose image digest is read when the rollout completes.
+	container string
 }
 
 func (t *PollingTracker) init() {
@@ -83,7 +85,7 @@ func (t *PollingTracker) Track(key ktypes.NamespacedName, target deployv1.ECSTar
 	defer t.mu.Unlock()
 	t.init()
 	gk := trackGroupKey{target.Region, target.RoleARN, target.ExternalID, target.Cluster}
-	want := trackedDeployment{service: target.Service, deploymentID: deploymentID, taskDefinitionARN: taskDefinitionARN}
+	want := trackedDeployment{service: target.Service, deploymentID: deploymentID, taskDefinitionARN: taskDefinitionARN, container: target.Container}
 	if old, ok := t.byEnv[key]; ok {
 		if old == gk && t.groups[gk].items[key] == want {
 			return
@@ -225,6 +227,7 @@ func (t *PollingTracker) poll(ctx context.Context, g trackGroup) {
 			found[aws.ToString(svc.ServiceName)] = svc
 			found[aws.ToString(svc.ServiceArn)] = svc
 		}
+		var ended []rollingEnded
 		for _, name := range batch {
 			for _, key := range byService[name] {
 				d := g.items[key]
@@ -232,12 +235,16 @@ func (t *PollingTracker) poll(ctx context.Context, g trackGroup) {
 				if !done {
 					continue
 				}
-				if _, err := t.Sink.Record(ctx, key, obs); err != nil {
-					t.Log.Error(err, "Recording a rollout result failed; trying again later", "environment", key)
-					continue
-				}
-				t.untrackIf(key, d)
+				ended = append(ended, rollingEnded{key: key, d: d, obs: obs})
 			}
+		}
+		t.addDigests(ctx, api, g.target.Cluster, ended)
+		for _, e := range ended {
+			if _, err := t.Sink.Record(ctx, e.key, e.obs); err != nil {
+				t.Log.Error(err, "Recording a rollout result failed; trying again later", "environment", e.key)
+				continue
+			}
+			t.untrackIf(e.key, e.d)
 		}
 	}
 }

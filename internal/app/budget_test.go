@@ -19,10 +19,11 @@ import (
 // the same limits.
 func simBuckets(limits map[awsecs.Category]awsecs.Bucket) map[ecssim.Category]ecssim.Bucket {
 	cat := map[awsecs.Category]ecssim.Category{
-		awsecs.ServiceModify:        ecssim.CategoryServiceModify,
-		awsecs.ServiceRead:          ecssim.CategoryServiceRead,
-		awsecs.TaskDefinitionModify: ecssim.CategoryTaskDefinitionModify,
-		awsecs.TaskDefinitionRead:   ecssim.CategoryTaskDefinitionRead,
+		awsecs.ServiceModify:         ecssim.CategoryServiceModify,
+		awsecs.ServiceRead:           ecssim.CategoryServiceRead,
+		awsecs.TaskDefinitionModify:  ecssim.CategoryTaskDefinitionModify,
+		awsecs.TaskDefinitionRead:    ecssim.CategoryTaskDefinitionRead,
+		awsecs.ServiceDeploymentRead: ecssim.CategoryServiceDeploymentsRead,
 	}
 	out := map[ecssim.Category]ecssim.Bucket{}
 	for c, b := range limits {

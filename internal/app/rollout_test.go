@@ -72,6 +72,7 @@ func TestRolloutCompletionIsTrackedAndPollingStops(t *testing.T) {
 	last := env.Status.LastDeploy()
 	g.Expect(last.FinishedAt).NotTo(BeNil())
 	g.Expect(last.PreviousImage).To(Equal(image("v1")))
+	g.Expect(last.ImageDigest).To(HavePrefix("sha256:"), "the digest that runs is recorded at the end of the rollout")
 	// Events are written asynchronously (the events.k8s.io broadcaster).
 	g.Eventually(h.eventReasons, timeout, poll).Should(ContainElement("RolloutCompleted"))
 
