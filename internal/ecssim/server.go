@@ -82,6 +82,7 @@ type Server struct {
 	region          string
 	clock           func() time.Time
 	rolloutDuration time.Duration
+	rollbackFor     time.Duration // see WithRollbackDuration
 	buckets         map[Category]Bucket
 	roles           map[string]*role // by role ARN; fixed after New
 	roleErr         error
