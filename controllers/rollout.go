@@ -27,7 +27,8 @@ const (
 
 // RolloutTracker follows in-progress ECS deployments until they end.
 type RolloutTracker interface {
-	Track(key types.NamespacedName, target deployv1.ECSTarget, deploymentID, taskDefinitionARN string)
+	// previousTaskDefinitionARN is the revision the deploy replaced ("" when not known).
+	Track(key types.NamespacedName, target deployv1.ECSTarget, deploymentID, taskDefinitionARN, previousTaskDefinitionARN string)
 	Untrack(key types.NamespacedName)
 }
 
@@ -39,7 +40,12 @@ type RolloutObservation struct {
 	Reason string
 	// RolledBack is true when ECS put the previous task definition back.
 	RolledBack bool
-	At         time.Time
+	// RolledBackTo is the task definition ECS rolled back to, when DescribeServices told.
+	RolledBackTo string
+	// Gone is true when the deployment had left the service's list and its end was inferred
+	// from the PRIMARY deployment that replaced it.
+	Gone bool
+	At   time.Time
 }
 
 // ApplyRollout records obs on env if it concerns the newest deploy and that deploy is still
@@ -49,13 +55,23 @@ func ApplyRollout(env *deployv1.Environment, obs RolloutObservation) bool {
 	if last == nil || last.DeploymentID != obs.DeploymentID || last.Result != deployv1.ResultInProgress {
 		return false
 	}
+	if p := env.Status.PendingDeploy; obs.Gone && obs.RolledBack && p != nil && p.Result != deployv1.ResultStalled {
+		// The deployment left the list while a later deploy of this Environment is being
+		// made: what replaced it may be that deploy, which supersedes it in any case.
+		obs.Result, obs.RolledBack = deployv1.ResultSuperseded, false
+		obs.Reason = "a later deploy of this Environment replaced it"
+	}
 	at := metav1.NewTime(obs.At)
 	last.Result, last.Reason, last.RolledBack, last.FinishedAt = obs.Result, obs.Reason, obs.RolledBack, &at
 	if obs.Result == deployv1.ResultFailed && obs.RolledBack && env.Status.DeployedImage == last.Image {
 		// ECS put the previous task definition back: that is what runs. When it is not known
-		// (the deploy was resumed with nothing known of the service before it), the status
-		// says so rather than naming the failed image.
+		// (the deploy was resumed with nothing known of the service before it, or ECS went
+		// back to another revision than the one the deploy replaced), the status says so
+		// rather than naming the failed image.
 		env.Status.DeployedImage, env.Status.DeployedBuild = last.PreviousImage, last.PreviousBuild
+		if obs.RolledBackTo != "" && last.PreviousTaskDefinitionARN != "" && obs.RolledBackTo != last.PreviousTaskDefinitionARN {
+			env.Status.DeployedImage, env.Status.DeployedBuild = "", nil
+		}
 	}
 	desired := Decide(env)
 	env.Status.DesiredImage = desired.Image

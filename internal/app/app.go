@@ -86,7 +86,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := controllers.IndexService(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	deployments := &controllers.DeploymentEvents{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Rollouts: rollouts}
+	deployments := &controllers.DeploymentEvents{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Rollouts: rollouts, ECS: opts.ECS}
 	opts.Receiver.EventRoutes = append(opts.Receiver.EventRoutes, deployments.Route())
 	if err := addReceiver(mgr, opts); err != nil {
 		return err
