@@ -12,3 +12,11 @@ import "time"
 func WithRollbackDuration(d time.Duration) Option {
 	return func(s *Server) { s.rollbackFor = d }
 }
+
+// SetRollbackDuration changes the rollback duration of WithRollbackDuration for the rollbacks
+// that start from now on.
+func (s *Server) SetRollbackDuration(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rollbackFor = d
+}
