@@ -66,6 +66,8 @@ type deployResult struct {
 	// taskDefinitionARN and deploymentID are the revision and ECS deployment of the deploy.
 	taskDefinitionARN string
 	deploymentID      string
+	// previousTaskDefinitionARN is the revision the service ran when this deploy updated it.
+	previousTaskDefinitionARN string
 	// rolloutState and rolloutReason are ECS's view of the deployment; rolledBack is true when
 	// it failed and ECS put another task definition back.
 	rolloutState, rolloutReason string
@@ -194,6 +196,7 @@ func deploy(ctx context.Context, api ECSAPI, req deployRequest) (*deployResult, 
 		return nil, err
 	}
 	res.taskDefinitionARN, res.registered = arn, registered
+	res.previousTaskDefinitionARN = aws.ToString(svc.TaskDefinition)
 	return update(ctx, api, req.target, res, false)
 }
 

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	ktypes "k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
@@ -67,6 +66,9 @@ type DeploymentEvents struct {
 	// Live reads an Environment from the API server.
 	Live     client.Reader
 	Rollouts RolloutSink
+	// ECS, when set, is asked once about the service of a FAILED event (see rolledBack);
+	// without it a failure is recorded as not rolled back.
+	ECS ECSClientFunc
 }
 
 // Route returns the receiver route for these events.
@@ -104,17 +106,18 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *eventbridge.Event, sc
 		resp.Error = "listing Environments failed; retry"
 		return http.StatusServiceUnavailable, resp
 	}
+	looks := &serviceLooks{}
 	for i := range list.Items {
 		env := &list.Items[i]
 		if !serviceMatches(ev.Resources[0], env.Spec.ECS) {
 			continue
 		}
-		if !d.record(ctx, client.ObjectKeyFromObject(env), obs, &resp) {
+		if !d.record(ctx, env, ev.Resources[0], obs, looks, &resp) {
 			return http.StatusServiceUnavailable, resp
 		}
 	}
 	if len(resp.Updated) == 0 && len(resp.Duplicate) == 0 {
-		if code, ok := d.early(ctx, ev, obs, scope, &resp); !ok {
+		if code, ok := d.early(ctx, ev, obs, scope, looks, &resp); !ok {
 			return code, resp
 		}
 	}
@@ -133,7 +136,7 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *eventbridge.Event, sc
 // live Environments of the event's service and records the ending on the one whose newest
 // deploy has that id (the cache lagged), or asks for a redelivery (ok false, 503) while one of
 // them is still recording a deploy that may be this one.
-func (d *DeploymentEvents) early(ctx context.Context, ev *eventbridge.Event, obs RolloutObservation, scope eventbridge.Scope, resp *eventbridge.Response) (int, bool) {
+func (d *DeploymentEvents) early(ctx context.Context, ev *eventbridge.Event, obs RolloutObservation, scope eventbridge.Scope, looks *serviceLooks, resp *eventbridge.Response) (int, bool) {
 	arn := ev.Resources[0]
 	list, err := d.list(ctx, ServiceIndex, serviceName(arn), scope)
 	if err != nil {
@@ -154,7 +157,7 @@ func (d *DeploymentEvents) early(ctx context.Context, ev *eventbridge.Event, obs
 			return http.StatusServiceUnavailable, false
 		}
 		if last := env.Status.LastDeploy(); last != nil && last.DeploymentID == obs.DeploymentID {
-			if !d.record(ctx, key, obs, resp) {
+			if !d.record(ctx, env, arn, obs, looks, resp) {
 				return http.StatusServiceUnavailable, false
 			}
 			continue
@@ -177,9 +180,18 @@ func (d *DeploymentEvents) list(ctx context.Context, index, value string, scope 
 	return list, d.Cache.List(ctx, list, opts...)
 }
 
-// record records obs on the Environment key and notes it in resp as updated or duplicate;
-// false (with resp.Error set) when the write failed and the event must be retried.
-func (d *DeploymentEvents) record(ctx context.Context, key ktypes.NamespacedName, obs RolloutObservation, resp *eventbridge.Response) bool {
+// record records obs on env (as read from the cache or the API server) and notes it in resp
+// as updated or duplicate; false (with resp.Error set) when ECS or the write failed and the
+// event must be retried.
+func (d *DeploymentEvents) record(ctx context.Context, env *deployv1.Environment, serviceARN string, obs RolloutObservation, looks *serviceLooks, resp *eventbridge.Response) bool {
+	key := client.ObjectKeyFromObject(env)
+	if obs.Result == deployv1.ResultFailed {
+		var err error
+		if obs, err = d.rolledBack(ctx, env, serviceARN, obs, looks); err != nil {
+			resp.Error = fmt.Sprintf("looking at the service of %s failed; retry", key)
+			return false
+		}
+	}
 	changed, err := d.Rollouts.Record(ctx, key, obs)
 	if err != nil {
 		resp.Error = fmt.Sprintf("recording the rollout of %s failed; retry", key)

@@ -301,6 +301,7 @@ func (r *EnvironmentReconciler) recordOutcome(ctx context.Context, e *deployv1.E
 	done.Result, done.Reason = deployv1.ResultInProgress, ""
 	done.PreviousImage, done.PreviousBuild = res.previousImage, res.previousBuild
 	done.TaskDefinitionARN, done.DeploymentID = res.taskDefinitionARN, res.deploymentID
+	done.PreviousTaskDefinitionARN = res.previousTaskDefinitionARN
 	done.ServiceUpdatedAt = &now
 	res.annotate(done)
 	switch res.rolloutState {
@@ -418,7 +419,7 @@ func (r *EnvironmentReconciler) track(key types.NamespacedName, env *deployv1.En
 	if env.Status.Target != nil {
 		target = *env.Status.Target
 	}
-	tracker.Track(key, target, last.DeploymentID, last.TaskDefinitionARN)
+	tracker.Track(key, target, last.DeploymentID, last.TaskDefinitionARN, last.PreviousTaskDefinitionARN)
 }
 
 func (r *EnvironmentReconciler) deploy(ctx context.Context, env *deployv1.Environment, req deployRequest) (*deployResult, error) {

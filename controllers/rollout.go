@@ -29,7 +29,8 @@ const (
 
 // RolloutTracker follows in-progress ECS deployments until they end.
 type RolloutTracker interface {
-	Track(key types.NamespacedName, target deployv1.ECSTarget, deploymentID, taskDefinitionARN string)
+	// previousTaskDefinitionARN is the revision the deploy replaced ("" when not known).
+	Track(key types.NamespacedName, target deployv1.ECSTarget, deploymentID, taskDefinitionARN, previousTaskDefinitionARN string)
 	Untrack(key types.NamespacedName)
 }
 
@@ -41,7 +42,12 @@ type RolloutObservation struct {
 	Reason string
 	// RolledBack is true when ECS put the previous task definition back.
 	RolledBack bool
-	At         time.Time
+	// RolledBackTo is the task definition ECS rolled back to, when DescribeServices told.
+	RolledBackTo string
+	// Gone is true when the deployment had left the service's list and its end was inferred
+	// from the PRIMARY deployment that replaced it.
+	Gone bool
+	At   time.Time
 	// ServiceDeploymentARN is the service deployment that ended (BLUE_GREEN, LINEAR, CANARY);
 	// it matches the newest deploy as its DeploymentID does.
 	ServiceDeploymentARN string
@@ -60,6 +66,12 @@ func ApplyRollout(env *deployv1.Environment, obs RolloutObservation) bool {
 	if last.DeploymentID != obs.DeploymentID && (obs.ServiceDeploymentARN == "" || last.ServiceDeploymentARN != obs.ServiceDeploymentARN) {
 		return false
 	}
+	if p := env.Status.PendingDeploy; obs.Gone && obs.RolledBack && p != nil && p.Result != deployv1.ResultStalled {
+		// The deployment left the list while a later deploy of this Environment is being
+		// made: what replaced it may be that deploy, which supersedes it in any case.
+		obs.Result, obs.RolledBack = deployv1.ResultSuperseded, false
+		obs.Reason = "a later deploy of this Environment replaced it"
+	}
 	at := metav1.NewTime(obs.At)
 	last.Result, last.Reason, last.RolledBack, last.FinishedAt = obs.Result, obs.Reason, obs.RolledBack, &at
 	last.AwaitingHook = nil // an ended rollout awaits nothing
@@ -72,9 +84,13 @@ func ApplyRollout(env *deployv1.Environment, obs RolloutObservation) bool {
 	}
 	if obs.Result == deployv1.ResultFailed && obs.RolledBack && env.Status.DeployedImage == last.Image {
 		// ECS put the previous task definition back: that is what runs. When it is not known
-		// (the deploy was resumed with nothing known of the service before it), the status
-		// says so rather than naming the failed image.
+		// (the deploy was resumed with nothing known of the service before it, or ECS went
+		// back to another revision than the one the deploy replaced), the status says so
+		// rather than naming the failed image.
 		env.Status.DeployedImage, env.Status.DeployedBuild = last.PreviousImage, last.PreviousBuild
+		if obs.RolledBackTo != "" && last.PreviousTaskDefinitionARN != "" && obs.RolledBackTo != last.PreviousTaskDefinitionARN {
+			env.Status.DeployedImage, env.Status.DeployedBuild = "", nil
+		}
 	}
 	desired := Decide(env)
 	env.Status.DesiredImage = desired.Image

@@ -56,6 +56,8 @@ type trackedDeployment struct {
 	service, deploymentID, taskDefinitionARN string
 	// container is the container whose image digest is read when the rollout completes.
 	container string
+	// previousTaskDefinitionARN is the revision the deploy replaced; "" when not known.
+	previousTaskDefinitionARN string
 }
 
 func (t *PollingTracker) init() {
@@ -80,12 +82,13 @@ func (t *PollingTracker) NeedLeaderElection() bool { return true }
 
 // Track follows deploymentID of the Environment key until it ends. Tracking the same
 // deployment again changes nothing; a new deployment replaces the old one.
-func (t *PollingTracker) Track(key ktypes.NamespacedName, target deployv1.ECSTarget, deploymentID, taskDefinitionARN string) {
+func (t *PollingTracker) Track(key ktypes.NamespacedName, target deployv1.ECSTarget, deploymentID, taskDefinitionARN, previousTaskDefinitionARN string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.init()
 	gk := trackGroupKey{target.Region, target.RoleARN, target.ExternalID, target.Cluster}
-	want := trackedDeployment{service: target.Service, deploymentID: deploymentID, taskDefinitionARN: taskDefinitionARN, container: target.Container}
+	want := trackedDeployment{service: target.Service, deploymentID: deploymentID, taskDefinitionARN: taskDefinitionARN,
+		container: target.Container, previousTaskDefinitionARN: previousTaskDefinitionARN}
 	if old, ok := t.byEnv[key]; ok {
 		if old == gk && t.groups[gk].items[key] == want {
 			return
@@ -258,20 +261,17 @@ func (t *PollingTracker) untrackIf(key ktypes.NamespacedName, d trackedDeploymen
 	}
 }
 
-// evaluateRollout says whether deployment d of svc has ended, and how.
+// evaluateRollout says whether deployment d of svc has ended, and how. A deployment still
+// listed says so itself. One that left the list was replaced, and the PRIMARY deployment
+// tells by what: a rollback by ECS (see rollbackOf) ends it Failed and RolledBack, anything
+// else Superseded.
 func evaluateRollout(svc *types.Service, d trackedDeployment, now time.Time) (RolloutObservation, bool) {
 	obs := RolloutObservation{DeploymentID: d.deploymentID, At: now}
 	if svc == nil || aws.ToString(svc.Status) != "ACTIVE" {
 		obs.Result, obs.Reason = deployv1.ResultSuperseded, "the service no longer exists or is not active"
 		return obs, true
 	}
-	var primary *types.Deployment
-	for i := range svc.Deployments {
-		dep := &svc.Deployments[i]
-		if aws.ToString(dep.Status) == "PRIMARY" {
-			primary = dep
-		}
-	}
+	primary := primaryOf(svc.Deployments)
 	for i := range svc.Deployments {
 		dep := &svc.Deployments[i]
 		if aws.ToString(dep.Id) != d.deploymentID {
@@ -283,8 +283,9 @@ func evaluateRollout(svc *types.Service, d trackedDeployment, now time.Time) (Ro
 			return obs, true
 		case types.DeploymentRolloutStateFailed:
 			obs.Result, obs.Reason = deployv1.ResultFailed, aws.ToString(dep.RolloutStateReason)
-			obs.RolledBack = primary != nil && aws.ToString(primary.Id) != d.deploymentID &&
-				aws.ToString(primary.TaskDefinition) != d.taskDefinitionARN
+			if rollbackOf(primary, d) {
+				obs.RolledBack, obs.RolledBackTo = true, aws.ToString(primary.TaskDefinition)
+			}
 			return obs, true
 		case "":
 			// No rolloutState (a Classic Load Balancer): the rollout ends at steady state.
@@ -297,7 +298,12 @@ func evaluateRollout(svc *types.Service, d trackedDeployment, now time.Time) (Ro
 			return obs, false
 		}
 	}
-	// The deployment is gone: a later one replaced it.
+	obs.Gone = true
+	if rollbackOf(primary, d) {
+		obs.Result, obs.RolledBack, obs.RolledBackTo = deployv1.ResultFailed, true, aws.ToString(primary.TaskDefinition)
+		obs.Reason = "ECS rolled the service back to " + obs.RolledBackTo + "; the failed deployment is no longer listed"
+		return obs, true
+	}
 	obs.Result = deployv1.ResultSuperseded
 	obs.Reason = "the service was updated again (now " + aws.ToString(svc.TaskDefinition) + ")"
 	return obs, true

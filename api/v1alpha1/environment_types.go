@@ -252,6 +252,11 @@ type Deploy struct {
 	// TaskDefinitionARN is the task-definition revision the service was updated to.
 	// +optional
 	TaskDefinitionARN string `json:"taskDefinitionARN,omitempty"`
+	// PreviousTaskDefinitionARN is the task-definition revision the service ran before this
+	// deploy updated it, when the deploy updated it from another one. A service that runs it
+	// again after this deploy's rollout left is taken for rolled back.
+	// +optional
+	PreviousTaskDefinitionARN string `json:"previousTaskDefinitionARN,omitempty"`
 	// DeploymentID is the ECS deployment id UpdateService started.
 	// +optional
 	DeploymentID string `json:"deploymentID,omitempty"`

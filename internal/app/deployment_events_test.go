@@ -54,7 +54,8 @@ func newEventsHarness(t *testing.T, q *eventQueue, simOpts ...ecssim.Option) *ha
 
 // TestRolloutsEndFromECSEventsWithZeroPolling: with the tracker off, ECS "Deployment State
 // Change" events posted to the receiver end rollouts (completed and failed), with no
-// DescribeServices call at all after the deploy itself; a repeated event changes nothing.
+// DescribeServices call after the deploy itself but one per failure; a repeated event
+// changes nothing.
 func TestRolloutsEndFromECSEventsWithZeroPolling(t *testing.T) {
 	q := &eventQueue{}
 	h := newEventsHarness(t, q)
@@ -104,10 +105,11 @@ func TestRolloutsEndFromECSEventsWithZeroPolling(t *testing.T) {
 	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(rolloutResult, Equal(deployv1.ResultFailed)))
 	g.Expect(readyReason(h.getEnv("prod"))).To(Equal("False/" + deployv1.ReasonRolloutFailed))
 
-	// Zero polling: the only DescribeServices calls were the deploys' own, one each (a deploy
-	// is never looked at twice: a status conflict or a cache behind costs no ECS call).
+	// Zero polling: the DescribeServices calls were the deploys' own, one each (a deploy is
+	// never looked at twice: a status conflict or a cache behind costs no ECS call), and one
+	// for the failure, to learn whether ECS rolled back; a completion costs none.
 	g.Expect(h.sim.Calls("UpdateService")).To(Equal(2), "one update per build")
-	g.Expect(h.sim.Calls("DescribeServices")).To(Equal(2), "one look at the service per deploy")
+	g.Expect(h.sim.Calls("DescribeServices")).To(Equal(3), "one look at the service per deploy and per failure")
 
 	// A wrong key is refused.
 	g.Expect(h.postEvent("/v1/events", completed[0], "wrong-key-0123456789abcdef").Code).To(Equal(http.StatusUnauthorized))

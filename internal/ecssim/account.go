@@ -198,8 +198,11 @@ func (v *AccountView) CompleteDeployment(cluster, service string) error {
 // older deployment exists, ECS rolls back: the service returns to that
 // deployment's task definition with a new PRIMARY deployment that is already
 // COMPLETED, and the failed deployment stays listed as ACTIVE/FAILED until
-// the next deployment completes. Without rollback the failed deployment
-// remains PRIMARY and the older ones stay ACTIVE.
+// the next deployment completes. With WithRollbackDuration the rollback
+// deployment is IN_PROGRESS instead (its rolloutStateReason says it rolls
+// back) and completes like any other; the failed deployment then leaves the
+// list, as in ECS. Without rollback the failed deployment remains PRIMARY and
+// the older ones stay ACTIVE.
 //
 // With the default rollout duration of 0 a deployment completes on the next
 // request, so tests that fail deployments should use WithRolloutDuration.
@@ -251,6 +254,10 @@ func (v *AccountView) FailDeployment(cluster, service, reason string) error {
 	svc.deployments = []*deployment{rb, p}
 	svc.taskDefinition = previous.taskDefinition
 	v.a.emitLocked(svc, rb)
+	if v.s.rollbackFor > 0 {
+		rb.completionTime = now.Add(v.s.rollbackFor)
+		return nil
+	}
 	rb.complete(now)
 	v.a.emitLocked(svc, rb)
 	return nil

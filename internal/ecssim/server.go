@@ -84,6 +84,7 @@ type Server struct {
 	rolloutDuration time.Duration
 	stageDuration   time.Duration // per lifecycle stage of non-rolling deployments
 	minute          time.Duration // one minute of deployment configuration
+	rollbackFor     time.Duration // see WithRollbackDuration
 	buckets         map[Category]Bucket
 	roles           map[string]*role // by role ARN; fixed after New
 	roleErr         error
