@@ -1,5 +1,5 @@
 // Package taskdef derives a new ECS task-definition revision from an existing one, changing
-// nothing but one container's image.
+// nothing but the images of the chosen containers.
 package taskdef
 
 import (
@@ -25,7 +25,7 @@ func (e *ContainerNotFoundError) Error() string {
 		return fmt.Sprintf("the task definition has %d containers (%s): set spec.ecs.container to the one to deploy",
 			len(e.Available), strings.Join(e.Available, ", "))
 	}
-	return fmt.Sprintf("container %q is not in the task definition (it has: %s): fix spec.ecs.container",
+	return fmt.Sprintf("container %q is not in the task definition (it has: %s): fix spec.ecs.container or spec.ecs.containers",
 		e.Wanted, strings.Join(e.Available, ", "))
 }
 
@@ -51,15 +51,35 @@ func Container(td *types.TaskDefinition, name string) (*types.ContainerDefinitio
 // fields (ARN, revision, status, compatibilities, requiresAttributes, registration times) are
 // left out. td is not modified.
 func RegisterInput(td *types.TaskDefinition, tags []types.Tag, container, image string) (*ecs.RegisterTaskDefinitionInput, error) {
-	target, err := Container(td, container)
-	if err != nil {
-		return nil, err
+	return RegisterInputImages(td, tags, map[string]string{container: image})
+}
+
+// RegisterInputImages is RegisterInput for several containers at once: images maps each
+// container name to its new image (the empty name is the task definition's only container).
+// Every container named must be in td; one that is not is a *ContainerNotFoundError naming
+// it, and nothing is derived.
+func RegisterInputImages(td *types.TaskDefinition, tags []types.Tag, images map[string]string) (*ecs.RegisterTaskDefinitionInput, error) {
+	if len(images) == 0 {
+		return nil, fmt.Errorf("no container image to set")
+	}
+	names := make([]string, 0, len(images))
+	for name := range images {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	byName := make(map[string]string, len(images))
+	for _, name := range names {
+		target, err := Container(td, name)
+		if err != nil {
+			return nil, err
+		}
+		byName[aws.ToString(target.Name)] = images[name]
 	}
 	containers := make([]types.ContainerDefinition, len(td.ContainerDefinitions))
 	copy(containers, td.ContainerDefinitions)
 	for i := range containers {
-		if aws.ToString(containers[i].Name) == aws.ToString(target.Name) {
-			containers[i].Image = aws.String(image)
+		if img, ok := byName[aws.ToString(containers[i].Name)]; ok {
+			containers[i].Image = aws.String(img)
 		}
 	}
 	in := &ecs.RegisterTaskDefinitionInput{
@@ -96,6 +116,20 @@ func Image(td *types.TaskDefinition, container string) (string, error) {
 		return "", err
 	}
 	return aws.ToString(c.Image), nil
+}
+
+// Images returns the image of every container named in td, by name. A container that is not
+// in td is a *ContainerNotFoundError naming it.
+func Images(td *types.TaskDefinition, containers []string) (map[string]string, error) {
+	out := make(map[string]string, len(containers))
+	for _, name := range containers {
+		c, err := Container(td, name)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = aws.ToString(c.Image)
+	}
+	return out, nil
 }
 
 // Equivalent reports whether registering a and b would create the same task definition.
