@@ -19,7 +19,10 @@ type deployRequest struct {
 	// recorded before builds carried their application.
 	application string
 	image       string
-	build       *deployv1.BuildRef
+	// images is the image of every managed container when the target manages several (nil
+	// otherwise): one revision sets them all.
+	images map[string]string
+	build  *deployv1.BuildRef
 	// force starts a new ECS deployment even if the service runs image (a retry).
 	force bool
 	// pin: a pin may deploy a build older than the one that runs.
@@ -58,11 +61,13 @@ type deployResult struct {
 	outcome deployOutcome
 	// running and runningBuild are what the container runs now, as ECS reports it (the build
 	// from the revision's provenance tags, when it has them).
-	running      string
-	runningBuild *deployv1.BuildRef
+	running       string
+	runningImages map[string]string
+	runningBuild  *deployv1.BuildRef
 	// previousImage and previousBuild are what the container ran before this deploy.
-	previousImage string
-	previousBuild *deployv1.BuildRef
+	previousImage  string
+	previousImages map[string]string
+	previousBuild  *deployv1.BuildRef
 	// taskDefinitionARN and deploymentID are the revision and ECS deployment of the deploy.
 	taskDefinitionARN string
 	deploymentID      string
@@ -110,16 +115,16 @@ func deploy(ctx context.Context, api ECSAPI, req deployRequest) (*deployResult, 
 	if err != nil {
 		return nil, err
 	}
-	running, err := taskdef.Image(current.TaskDefinition, req.target.Container)
+	running, runningImages, err := readImages(current.TaskDefinition, &req.target)
 	if err != nil {
 		return nil, err
 	}
-	res := &deployResult{running: running, runningBuild: buildFromTags(current.Tags), previousImage: running}
+	res := &deployResult{running: running, runningImages: runningImages, runningBuild: buildFromTags(current.Tags), previousImage: running, previousImages: runningImages}
 	res.previousBuild = res.runningBuild
 	res.strategy, res.steadyState = strategyOf(svc), classicLoadBalanced(svc)
 
 	if req.resume || req.observe {
-		d, found, err := findStarted(ctx, api, svc, running, current.Tags, req)
+		d, found, err := findStarted(ctx, api, svc, running, runningImages, current.Tags, req)
 		if err != nil {
 			return nil, err
 		}
@@ -132,11 +137,11 @@ func deploy(ctx context.Context, api ECSAPI, req deployRequest) (*deployResult, 
 				aws.ToString(primary.Id) != aws.ToString(d.Id) && aws.ToString(primary.TaskDefinition) != aws.ToString(d.TaskDefinition)
 			// What ran before is what the status said ran when the deploy was recorded; when
 			// that was not known and ECS rolled back, it is what ECS put back.
-			res.previousImage, res.previousBuild = req.pending.PreviousImage, req.pending.PreviousBuild
+			res.previousImage, res.previousImages, res.previousBuild = req.pending.PreviousImage, req.pending.PreviousImages, req.pending.PreviousBuild
 			switch {
 			case res.previousImage != "":
 			case res.rolledBack:
-				res.previousImage, res.previousBuild = running, res.runningBuild
+				res.previousImage, res.previousImages, res.previousBuild = running, runningImages, res.runningBuild
 			case d.RolloutState == types.DeploymentRolloutStateInProgress:
 				if err := res.replacedBy(ctx, api, svc, d, req); err != nil {
 					return nil, err
@@ -154,7 +159,7 @@ func deploy(ctx context.Context, api ECSAPI, req deployRequest) (*deployResult, 
 		res.outcome = outcomeNewer
 		return res, nil
 	}
-	satisfied := running == req.image &&
+	satisfied := sameSet(running, runningImages, req.image, req.images) &&
 		(req.pin || req.build == nil || (res.runningBuild != nil && deployv1.SameBuild(req.build, res.runningBuild)))
 	if satisfied && !req.force {
 		res.outcome = outcomeRunning
@@ -170,7 +175,7 @@ func deploy(ctx context.Context, api ECSAPI, req deployRequest) (*deployResult, 
 				return nil, err
 			}
 		} else if req.resume {
-			res.previousImage, res.previousBuild = req.pending.PreviousImage, req.pending.PreviousBuild
+			res.previousImage, res.previousImages, res.previousBuild = req.pending.PreviousImage, req.pending.PreviousImages, req.pending.PreviousBuild
 		}
 		return res, nil
 	}
@@ -183,7 +188,7 @@ func deploy(ctx context.Context, api ECSAPI, req deployRequest) (*deployResult, 
 		return update(ctx, api, req.target, res, true)
 	}
 
-	want, err := taskdef.RegisterInput(current.TaskDefinition, current.Tags, req.target.Container, req.image)
+	want, err := taskdef.RegisterInputImages(current.TaskDefinition, current.Tags, imagesToSet(req))
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +208,7 @@ func deploy(ctx context.Context, api ECSAPI, req deployRequest) (*deployResult, 
 // findStarted looks among the service's deployments for one the pending deploy started: not
 // in the history, created no earlier than the deploy was recorded, and of a revision with the
 // deploy's image (and build, when the revision says).
-func findStarted(ctx context.Context, api ECSAPI, svc *types.Service, running string, runningTags []types.Tag, req deployRequest) (*types.Deployment, bool, error) {
+func findStarted(ctx context.Context, api ECSAPI, svc *types.Service, running string, runningImages map[string]string, runningTags []types.Tag, req deployRequest) (*types.Deployment, bool, error) {
 	if req.pending == nil {
 		return nil, false, nil
 	}
@@ -214,18 +219,18 @@ func findStarted(ctx context.Context, api ECSAPI, svc *types.Service, running st
 		if req.known[aws.ToString(d.Id)] || (d.CreatedAt != nil && d.CreatedAt.Before(since)) {
 			continue
 		}
-		img, tags := running, runningTags
+		img, imgs, tags := running, runningImages, runningTags
 		if td := aws.ToString(d.TaskDefinition); td != aws.ToString(svc.TaskDefinition) {
 			out, err := describeTaskDefinition(ctx, api, d.TaskDefinition)
 			if err != nil {
 				return nil, false, err
 			}
-			if img, err = taskdef.Image(out.TaskDefinition, req.target.Container); err != nil {
+			if img, imgs, err = readImages(out.TaskDefinition, &req.target); err != nil {
 				continue
 			}
 			tags = out.Tags
 		}
-		if img != req.pending.Image {
+		if !sameSet(img, imgs, req.pending.Image, req.pending.Images) {
 			continue
 		}
 		if b := buildFromTags(tags); b != nil && req.pending.Build != nil && !deployv1.SameBuild(b, req.pending.Build) {
@@ -248,8 +253,8 @@ func register(ctx context.Context, api ECSAPI, current *types.TaskDefinition, wa
 			return "", false, err
 		}
 		if newest.TaskDefinition.Revision != current.Revision {
-			if got, err := taskdef.Image(newest.TaskDefinition, req.target.Container); err == nil && got == req.image {
-				existing, err := taskdef.RegisterInput(newest.TaskDefinition, newest.Tags, req.target.Container, req.image)
+			if got, gotImages, err := readImages(newest.TaskDefinition, &req.target); err == nil && sameSet(got, gotImages, req.image, req.images) {
+				existing, err := taskdef.RegisterInputImages(newest.TaskDefinition, newest.Tags, imagesToSet(req))
 				if err == nil && taskdef.Equivalent(existing, want) {
 					return aws.ToString(newest.TaskDefinition.TaskDefinitionArn), false, nil
 				}
@@ -288,9 +293,9 @@ func update(ctx context.Context, api ECSAPI, target deployv1.ECSTarget, res *dep
 // an Environment deleted since, or by someone else): what the deploy's record says ran
 // before, else the image of the deployment p replaces, else unknown.
 func (res *deployResult) replacedBy(ctx context.Context, api ECSAPI, svc *types.Service, p *types.Deployment, req deployRequest) error {
-	res.previousImage, res.previousBuild = "", nil
-	if req.pending != nil && req.pending.PreviousImage != "" && req.pending.PreviousImage != res.running {
-		res.previousImage, res.previousBuild = req.pending.PreviousImage, req.pending.PreviousBuild
+	res.previousImage, res.previousImages, res.previousBuild = "", nil, nil
+	if req.pending != nil && req.pending.PreviousImage != "" && !sameSet(req.pending.PreviousImage, req.pending.PreviousImages, res.running, res.runningImages) {
+		res.previousImage, res.previousImages, res.previousBuild = req.pending.PreviousImage, req.pending.PreviousImages, req.pending.PreviousBuild
 		return nil
 	}
 	for i := range svc.Deployments {
@@ -303,8 +308,8 @@ func (res *deployResult) replacedBy(ctx context.Context, api ECSAPI, svc *types.
 		if err != nil {
 			return err
 		}
-		if img, err := taskdef.Image(out.TaskDefinition, req.target.Container); err == nil {
-			res.previousImage, res.previousBuild = img, buildFromTags(out.Tags)
+		if img, imgs, err := readImages(out.TaskDefinition, &req.target); err == nil {
+			res.previousImage, res.previousImages, res.previousBuild = img, imgs, buildFromTags(out.Tags)
 		}
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
+	"github.com/autodeploy-dev/autodeploy/internal/eventbridge"
 )
 
 // Action is what a reconcile must do to the ECS service.
@@ -40,9 +41,12 @@ func (a Action) String() string {
 type Desired struct {
 	// Action is what the reconcile must do.
 	Action Action
-	// Image is the image that should run; empty when nothing in particular is wanted (what
-	// runs stays).
+	// Image is the image that should run (in the primary container); empty when nothing in
+	// particular is wanted (what runs stays).
 	Image string
+	// Images is the image of every managed container when spec.ecs.containers names several;
+	// nil otherwise.
+	Images map[string]string
 	// Build is the build Image came from, when it is a known build.
 	Build *deployv1.BuildRef
 	// Trigger says why Image is deployed: Build, Pin, Unpin, Retry or Target.
@@ -74,9 +78,12 @@ type Desired struct {
 //     has failed).
 //   - A pending deploy that is no longer wanted is withdrawn: without an ECS call when it
 //     stalled before reaching the service, else after looking at what the service runs.
+//   - With several containers (spec.ecs.containers) the unit is the set: a build that names
+//     no image for one of them is not deployed (reason MissingContainerImage), and what
+//     runs is compared container by container.
 func Decide(env *deployv1.Environment) Desired {
 	st := &env.Status
-	w, want := wanted(env)
+	w, want, missing := wanted(env)
 	if !want {
 		return withPending(env, w, false)
 	}
@@ -86,10 +93,17 @@ func Decide(env *deployv1.Environment) Desired {
 	// A build older than what runs is not deployed over it.
 	if w.Trigger != deployv1.TriggerPin && known && olderThan(w.Build, st.DeployedBuild) {
 		w = Desired{
-			Image: st.DeployedImage, Build: st.DeployedBuild, Reason: deployv1.ReasonNewerBuildRunning,
+			Image: st.DeployedImage, Images: st.DeployedImages, Build: st.DeployedBuild, Reason: deployv1.ReasonNewerBuildRunning,
 			Message: fmt.Sprintf("The service runs build %d, newer than build %d: it is not deployed over it", st.DeployedBuild.Number, w.Build.Number),
 		}
 		return withPending(env, w, false)
+	}
+	if missing != "" {
+		held := Desired{
+			Image: st.DeployedImage, Images: st.DeployedImages, Build: st.DeployedBuild, Held: true, Reason: deployv1.ReasonMissingContainerImage,
+			Message: missingMessage(env, w, missing),
+		}
+		return withPending(env, held, false)
 	}
 
 	{
@@ -98,7 +112,7 @@ func Decide(env *deployv1.Environment) Desired {
 				w.Trigger, w.Force = deployv1.TriggerRetry, true
 			} else {
 				held := Desired{
-					Image: st.DeployedImage, Build: st.DeployedBuild, Held: true, Reason: deployv1.ReasonRolloutFailed,
+					Image: st.DeployedImage, Images: st.DeployedImages, Build: st.DeployedBuild, Held: true, Reason: deployv1.ReasonRolloutFailed,
 					Message: fmt.Sprintf("The rollout of %s failed (%s); it is not retried: publish a new build, pin an image, or set the %s annotation to a new value",
 						describe(w.Image, w.Build), failed.Reason, deployv1.RetryAnnotation),
 				}
@@ -143,27 +157,31 @@ func withPending(env *deployv1.Environment, w Desired, want bool) Desired {
 }
 
 // wanted returns the image (and build) the rules want, before holds, with no action set;
-// false when nothing in particular is wanted (the returned image is then what runs).
-func wanted(env *deployv1.Environment) (Desired, bool) {
+// false when nothing in particular is wanted (the returned image is then what runs). missing
+// names a managed container the wanted build (or pin) has no image for.
+func wanted(env *deployv1.Environment) (w Desired, want bool, missing string) {
 	st := &env.Status
 	spec := &env.Spec
 	known := targetKnown(env)
-	var w Desired
 	latest := st.LatestBuild
 	if !spec.Accepts(latest) {
 		latest = nil
 	}
 	switch {
-	case spec.PinnedImage != "":
-		w = Desired{Image: spec.PinnedImage, Build: buildOf(env, spec.PinnedImage), Trigger: deployv1.TriggerPin}
+	case spec.Pinned():
+		w = Desired{Trigger: deployv1.TriggerPin}
+		w.Image, w.Images, missing = pinImages(spec)
+		w.Build = buildOf(env, w.Image, w.Images)
 	case spec.AutoDeploy && latest != nil:
-		w = Desired{Image: latest.Image, Build: latest.Ref(), Trigger: deployv1.TriggerBuild}
+		w = Desired{Build: latest.Ref(), Trigger: deployv1.TriggerBuild}
+		w.Image, w.Images, missing = buildImages(&spec.ECS, latest)
 		if last := st.LastDeploy(); last != nil && last.Trigger == deployv1.TriggerPin {
 			w.Trigger = deployv1.TriggerUnpin
 		}
 	case !known && st.DeployedImage != "":
 		// Moved to another service: what ran on the old one goes along.
-		w = Desired{Image: st.DeployedImage, Build: st.DeployedBuild}
+		w = Desired{Build: st.DeployedBuild}
+		w.Image, w.Images, missing = buildImages(&spec.ECS, &deployv1.Build{Image: st.DeployedImage, Images: st.DeployedImages})
 	default:
 		w = Desired{Reason: deployv1.ReasonAutoDeployOff, Message: "Auto-deploy is off: new builds are recorded, not deployed"}
 		switch {
@@ -175,16 +193,29 @@ func wanted(env *deployv1.Environment) (Desired, bool) {
 		case st.DeployedImage == "":
 			w.Message = "Auto-deploy is off and nothing is pinned: nothing to deploy"
 		}
-		w.Image, w.Build = st.DeployedImage, st.DeployedBuild
+		w.Image, w.Images, w.Build = st.DeployedImage, st.DeployedImages, st.DeployedBuild
 		if w.Build == nil && w.Image != "" {
-			w.Build = buildOf(env, w.Image)
+			w.Build = buildOf(env, w.Image, w.Images)
 		}
-		return w, false
+		return w, false, ""
 	}
 	if !known {
 		w.Trigger = deployv1.TriggerTarget
 	}
-	return w, true
+	return w, true, missing
+}
+
+// missingMessage says why w cannot be deployed: it has no image for container missing.
+func missingMessage(env *deployv1.Environment, w Desired, missing string) string {
+	switch {
+	case w.Trigger == deployv1.TriggerPin:
+		return fmt.Sprintf("spec.pinnedImages names no image for container %q: pin every container of spec.ecs.containers", missing)
+	case w.Build == nil || w.Trigger == deployv1.TriggerTarget && !env.Spec.AutoDeploy:
+		return fmt.Sprintf("What ran on the previous target names no image for container %q of spec.ecs.containers; publish a build with an image for every container, or pin them with spec.pinnedImages", missing)
+	default:
+		return fmt.Sprintf("Build %d names no image for container %q of spec.ecs.containers, so it is not deployed: publish a build with an image for every container (manifest field images.%s, or the CodeBuild variable %s)",
+			w.Build.Number, missing, missing, eventbridge.ContainerImageVariable(missing))
+	}
 }
 
 // needsDeploy reports whether w is not what the service is known to run.
@@ -193,7 +224,7 @@ func needsDeploy(env *deployv1.Environment, w Desired) bool {
 	switch {
 	case w.Image == "":
 		return false
-	case !targetKnown(env), w.Force, w.Image != st.DeployedImage:
+	case !targetKnown(env), w.Force, !sameSet(w.Image, w.Images, st.DeployedImage, st.DeployedImages):
 		return true
 	case w.Trigger == deployv1.TriggerPin:
 		return false // a pin names an image
@@ -208,7 +239,7 @@ func needsDeploy(env *deployv1.Environment, w Desired) bool {
 // status from before the target was recorded is taken to describe it.
 func targetKnown(env *deployv1.Environment) bool {
 	t := env.Status.Target
-	return t == nil || *t == env.Spec.ECS
+	return t == nil || t.Equal(env.Spec.ECS)
 }
 
 // olderThan reports whether build b is an older build of the same application than running.
@@ -225,7 +256,7 @@ func newestFailed(st *deployv1.EnvironmentStatus, w Desired) *deployv1.Deploy {
 			if d.Build == nil || !deployv1.SameBuild(d.Build, w.Build) {
 				continue
 			}
-		} else if d.Image != w.Image {
+		} else if !sameSet(d.Image, d.Images, w.Image, w.Images) {
 			continue
 		}
 		if d.Result == deployv1.ResultFailed {
@@ -238,7 +269,7 @@ func newestFailed(st *deployv1.EnvironmentStatus, w Desired) *deployv1.Deploy {
 
 // samePending reports whether the pending deploy p deploys what w wants.
 func samePending(p *deployv1.Deploy, w Desired) bool {
-	if p.Image != w.Image {
+	if !sameSet(p.Image, p.Images, w.Image, w.Images) {
 		return false
 	}
 	return p.Build == nil || w.Build == nil || deployv1.SameBuild(p.Build, w.Build)
@@ -269,23 +300,26 @@ func stalledReason(env *deployv1.Environment) string {
 	return deployv1.ReasonDeployFailed
 }
 
-// buildOf returns the build image came from, when it is known.
-func buildOf(env *deployv1.Environment, image string) *deployv1.BuildRef {
-	if latest := env.Status.LatestBuild; latest != nil && latest.Image == image && env.Spec.Accepts(latest) {
-		return latest.Ref()
+// buildOf returns the build image (and images, for several containers) came from, when it
+// is known.
+func buildOf(env *deployv1.Environment, image string, images map[string]string) *deployv1.BuildRef {
+	if latest := env.Status.LatestBuild; latest != nil && env.Spec.Accepts(latest) {
+		if img, imgs, missing := buildImages(&env.Spec.ECS, latest); missing == "" && sameSet(img, imgs, image, images) {
+			return latest.Ref()
+		}
 	}
-	if b := env.Status.DeployedBuild; b != nil && env.Status.DeployedImage == image {
+	if b := env.Status.DeployedBuild; b != nil && sameSet(env.Status.DeployedImage, env.Status.DeployedImages, image, images) {
 		c := *b
 		return &c
 	}
-	return historyBuild(&env.Status, image)
+	return historyBuild(&env.Status, image, images)
 }
 
-// historyBuild returns the build of the newest deploy of image in the history, when it is
-// known.
-func historyBuild(st *deployv1.EnvironmentStatus, image string) *deployv1.BuildRef {
+// historyBuild returns the build of the newest deploy of image (and images) in the history,
+// when it is known.
+func historyBuild(st *deployv1.EnvironmentStatus, image string, images map[string]string) *deployv1.BuildRef {
 	for _, d := range st.History {
-		if d.Image == image && d.Build != nil {
+		if sameSet(d.Image, d.Images, image, images) && d.Build != nil {
 			b := *d.Build
 			return &b
 		}

@@ -203,15 +203,16 @@ func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.Nam
 		// what runs now (when it is known) as the previous image.
 		pending = &deployv1.Deploy{
 			Image:     desired.Image,
+			Images:    desired.Images,
 			Build:     desired.Build,
 			Trigger:   desired.Trigger,
 			StartedAt: metav1.NewTime(r.Now()),
 		}
 		if targetKnown(env) {
-			pending.PreviousImage, pending.PreviousBuild = st.DeployedImage, st.DeployedBuild
+			pending.PreviousImage, pending.PreviousImages, pending.PreviousBuild = st.DeployedImage, st.DeployedImages, st.DeployedBuild
 		}
 		st.PendingDeploy = pending
-		st.DesiredImage = desired.Image
+		st.DesiredImage, st.DesiredImages = desired.Image, desired.Images
 		st.RetryHandled = env.Annotations[deployv1.RetryAnnotation]
 		setPinned(env)
 		msg := fmt.Sprintf("Deploying %s (trigger %s)", describe(desired.Image, desired.Build), desired.Trigger)
@@ -234,9 +235,9 @@ func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.Nam
 	pending = pending.DeepCopy()
 
 	res, err := r.deploy(ctx, env, deployRequest{
-		image: pending.Image, build: pending.Build, force: desired.Force,
+		image: pending.Image, images: pending.Images, build: pending.Build, force: desired.Force,
 		// A pin moved to another service (trigger Target) is still a pin: it may be older.
-		pin:     pending.Trigger == deployv1.TriggerPin || (env.Spec.PinnedImage != "" && env.Spec.PinnedImage == pending.Image),
+		pin:     pending.Trigger == deployv1.TriggerPin || pinned(&env.Spec, pending.Image, pending.Images),
 		pending: pending, resume: desired.Resume,
 	})
 	if err != nil {
@@ -280,15 +281,15 @@ func (r *EnvironmentReconciler) recordOutcome(ctx context.Context, e *deployv1.E
 		finish(e)
 		return
 	}
-	st.Target = &target
+	st.Target = target.DeepCopy()
 	st.PendingDeploy = nil
 	switch res.outcome {
 	case outcomeNewer, outcomeObserved:
 		build := res.runningBuild
-		if build == nil && res.running == st.DeployedImage {
+		if build == nil && sameSet(res.running, res.runningImages, st.DeployedImage, st.DeployedImages) {
 			build = st.DeployedBuild
 		}
-		st.DeployedImage, st.DeployedBuild = res.running, build
+		st.DeployedImage, st.DeployedImages, st.DeployedBuild = res.running, res.runningImages, build
 		finish(e)
 		if res.outcome == outcomeNewer {
 			setCondition(e, deployv1.ReadyCondition, metav1.ConditionTrue, deployv1.ReasonNewerBuildRunning,
@@ -299,7 +300,7 @@ func (r *EnvironmentReconciler) recordOutcome(ctx context.Context, e *deployv1.E
 	now := metav1.NewTime(r.Now())
 	done := pending.DeepCopy()
 	done.Result, done.Reason = deployv1.ResultInProgress, ""
-	done.PreviousImage, done.PreviousBuild = res.previousImage, res.previousBuild
+	done.PreviousImage, done.PreviousImages, done.PreviousBuild = res.previousImage, res.previousImages, res.previousBuild
 	done.TaskDefinitionARN, done.DeploymentID = res.taskDefinitionARN, res.deploymentID
 	done.PreviousTaskDefinitionARN = res.previousTaskDefinitionARN
 	done.ServiceUpdatedAt = &now
@@ -311,13 +312,13 @@ func (r *EnvironmentReconciler) recordOutcome(ctx context.Context, e *deployv1.E
 		done.Result, done.FinishedAt, done.Reason, done.RolledBack = deployv1.ResultFailed, &now, res.rolloutReason, res.rolledBack
 	}
 	st.RecordDeploy(*done)
-	st.DeployedImage, st.DeployedBuild = done.Image, done.Build
-	if done.Build == nil && res.running == done.Image {
+	st.DeployedImage, st.DeployedImages, st.DeployedBuild = done.Image, done.Images, done.Build
+	if done.Build == nil && sameSet(res.running, res.runningImages, done.Image, done.Images) {
 		st.DeployedBuild = res.runningBuild
 	}
 	if done.RolledBack {
-		st.DeployedImage, st.DeployedBuild = res.running, res.runningBuild
-		if st.DeployedBuild == nil && res.running == done.PreviousImage {
+		st.DeployedImage, st.DeployedImages, st.DeployedBuild = res.running, res.runningImages, res.runningBuild
+		if st.DeployedBuild == nil && sameSet(res.running, res.runningImages, done.PreviousImage, done.PreviousImages) {
 			st.DeployedBuild = done.PreviousBuild
 		}
 	}
@@ -334,7 +335,7 @@ func sameRecord(p, want *deployv1.Deploy) bool {
 // generation acted on, and the retry request answered.
 func finish(e *deployv1.Environment) {
 	desired := Decide(e)
-	e.Status.DesiredImage = desired.Image
+	e.Status.DesiredImage, e.Status.DesiredImages = desired.Image, desired.Images
 	e.Status.ObservedGeneration = e.Generation
 	e.Status.RetryHandled = e.Annotations[deployv1.RetryAnnotation]
 	setPinned(e)
@@ -347,10 +348,9 @@ func finish(e *deployv1.Environment) {
 func adoptTarget(env *deployv1.Environment) {
 	st := &env.Status
 	if st.Target == nil && st.DeployedImage != "" {
-		t := env.Spec.ECS
-		st.Target = &t
+		st.Target = env.Spec.ECS.DeepCopy()
 		if st.DeployedBuild == nil {
-			st.DeployedBuild = historyBuild(st, st.DeployedImage)
+			st.DeployedBuild = historyBuild(st, st.DeployedImage, st.DeployedImages)
 		}
 	}
 }
@@ -492,11 +492,11 @@ func setSettledConditions(env *deployv1.Environment, desired Desired) {
 	case desired.Held:
 		set(metav1.ConditionFalse, true, false, desired.Reason, desired.Message)
 		return
-	case known && last != nil && last.Result == deployv1.ResultInProgress && last.Image == st.DeployedImage && last.AwaitingHook != nil:
+	case known && last != nil && last.Result == deployv1.ResultInProgress && sameSet(last.Image, last.Images, st.DeployedImage, st.DeployedImages) && last.AwaitingHook != nil:
 		ready, reason, msg := hookConditions(env, last)
 		set(ready, false, true, reason, msg)
 		return
-	case known && last != nil && last.Result == deployv1.ResultInProgress && last.Image == st.DeployedImage:
+	case known && last != nil && last.Result == deployv1.ResultInProgress && sameSet(last.Image, last.Images, st.DeployedImage, st.DeployedImages):
 		set(metav1.ConditionUnknown, false, true, deployv1.ReasonRolloutInProgress, rolloutInProgressMessage(last))
 		return
 	case known && last != nil && last.RolledBack && st.DeployedImage == "":
@@ -504,7 +504,7 @@ func setSettledConditions(env *deployv1.Environment, desired Desired) {
 			fmt.Sprintf("ECS deployment %s of %s failed (%s) and ECS rolled the service back to a task definition whose image is not known; the next deploy finds out",
 				last.DeploymentID, describe(last.Image, last.Build), last.Reason))
 		return
-	case known && last != nil && last.Result == deployv1.ResultFailed && last.Image == st.DeployedImage && !last.RolledBack:
+	case known && last != nil && last.Result == deployv1.ResultFailed && sameSet(last.Image, last.Images, st.DeployedImage, st.DeployedImages) && !last.RolledBack:
 		set(metav1.ConditionFalse, true, false, deployv1.ReasonRolloutFailed,
 			fmt.Sprintf("ECS deployment %s of %s failed: %s", last.DeploymentID, describe(last.Image, last.Build), last.Reason))
 		return
@@ -512,7 +512,7 @@ func setSettledConditions(env *deployv1.Environment, desired Desired) {
 	reason, msg := desired.Reason, desired.Message
 	if known && st.DeployedImage != "" {
 		reason, msg = deployv1.ReasonUpToDate, "Running "+describe(st.DeployedImage, st.DeployedBuild)
-		if last != nil && last.Image == st.DeployedImage && last.Result == deployv1.ResultCompleted && deployv1.SameBuild(last.Build, st.DeployedBuild) {
+		if last != nil && sameSet(last.Image, last.Images, st.DeployedImage, st.DeployedImages) && last.Result == deployv1.ResultCompleted && deployv1.SameBuild(last.Build, st.DeployedBuild) {
 			reason = deployv1.ReasonDeployed
 			msg = fmt.Sprintf("ECS deployment %s of %s completed", last.DeploymentID, describe(last.Image, last.Build))
 			if m := digestMismatch(last); m != "" {
@@ -559,7 +559,10 @@ func (r *EnvironmentReconciler) patchStatus(ctx context.Context, base, env *depl
 }
 
 func setPinned(env *deployv1.Environment) {
-	if pin := env.Spec.PinnedImage; pin != "" {
+	if pin := env.Spec.PinnedImage; pin != "" || len(env.Spec.PinnedImages) > 0 {
+		if pin == "" {
+			pin = describeSet(env.Spec.PinnedImages)
+		}
 		setCondition(env, deployv1.PinnedCondition, metav1.ConditionTrue, deployv1.ReasonPinned,
 			"Pinned to "+pin+": new builds are recorded, not deployed")
 		return

@@ -82,18 +82,18 @@ func ApplyRollout(env *deployv1.Environment, obs RolloutObservation) bool {
 	if obs.ImageDigest != "" {
 		last.ImageDigest = obs.ImageDigest
 	}
-	if obs.Result == deployv1.ResultFailed && obs.RolledBack && env.Status.DeployedImage == last.Image {
+	if obs.Result == deployv1.ResultFailed && obs.RolledBack && sameSet(env.Status.DeployedImage, env.Status.DeployedImages, last.Image, last.Images) {
 		// ECS put the previous task definition back: that is what runs. When it is not known
 		// (the deploy was resumed with nothing known of the service before it, or ECS went
 		// back to another revision than the one the deploy replaced), the status says so
 		// rather than naming the failed image.
-		env.Status.DeployedImage, env.Status.DeployedBuild = last.PreviousImage, last.PreviousBuild
+		env.Status.DeployedImage, env.Status.DeployedImages, env.Status.DeployedBuild = last.PreviousImage, last.PreviousImages, last.PreviousBuild
 		if obs.RolledBackTo != "" && last.PreviousTaskDefinitionARN != "" && obs.RolledBackTo != last.PreviousTaskDefinitionARN {
-			env.Status.DeployedImage, env.Status.DeployedBuild = "", nil
+			env.Status.DeployedImage, env.Status.DeployedImages, env.Status.DeployedBuild = "", nil, nil
 		}
 	}
 	desired := Decide(env)
-	env.Status.DesiredImage = desired.Image
+	env.Status.DesiredImage, env.Status.DesiredImages = desired.Image, desired.Images
 	setSettledConditions(env, desired)
 	return true
 }

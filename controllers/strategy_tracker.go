@@ -104,7 +104,7 @@ func (t *ServiceDeploymentTracker) Follow(key ktypes.NamespacedName, target depl
 	t.init()
 	gk := sdGroupKey{target.Region, target.RoleARN, target.ExternalID}
 	if old, ok := t.byEnv[key]; ok {
-		if it, ok := t.groups[old].items[key]; ok && old == gk && it.arn == d.ServiceDeploymentARN && it.target == target {
+		if it, ok := t.groups[old].items[key]; ok && old == gk && it.arn == d.ServiceDeploymentARN && it.target.Equal(target) {
 			return
 		}
 		t.unfollowLocked(key)
@@ -357,7 +357,7 @@ func (t *ServiceDeploymentTracker) addDigests(ctx context.Context, api ECSAPI, e
 	var idx []int
 	for i, e := range ended {
 		if e.revisionARN != "" {
-			want = append(want, revisionImage{arn: e.revisionARN, container: e.item.target.Container})
+			want = append(want, revisionImage{arn: e.revisionARN, container: e.item.target.Primary()})
 			idx = append(idx, i)
 		}
 	}

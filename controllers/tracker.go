@@ -88,7 +88,7 @@ func (t *PollingTracker) Track(key ktypes.NamespacedName, target deployv1.ECSTar
 	t.init()
 	gk := trackGroupKey{target.Region, target.RoleARN, target.ExternalID, target.Cluster}
 	want := trackedDeployment{service: target.Service, deploymentID: deploymentID, taskDefinitionARN: taskDefinitionARN,
-		container: target.Container, previousTaskDefinitionARN: previousTaskDefinitionARN}
+		container: target.Primary(), previousTaskDefinitionARN: previousTaskDefinitionARN}
 	if old, ok := t.byEnv[key]; ok {
 		if old == gk && t.groups[gk].items[key] == want {
 			return

@@ -49,6 +49,9 @@ const (
 	// ReasonUnsupportedDeploymentController: the service's deployment controller is not ECS
 	// (CODE_DEPLOY or EXTERNAL), so UpdateService cannot give it a new task definition.
 	ReasonUnsupportedDeploymentController = "UnsupportedDeploymentController"
+	// ReasonMissingContainerImage: the build names no image for a container the Environment
+	// manages (spec.ecs.containers), so it is recorded and not deployed.
+	ReasonMissingContainerImage = "MissingContainerImage"
 )
 
 // Deployment strategies of services with the ECS deployment controller
@@ -86,7 +89,12 @@ const (
 	SourceECR = "ECR"
 )
 
+// MaxContainers bounds spec.ecs.containers and the images of a build: ECS allows ten
+// containers in a task definition.
+const MaxContainers = 10
+
 // ECSTarget names the ECS service an Environment deploys to.
+// +kubebuilder:validation:XValidation:rule="!(has(self.container) && has(self.containers))",message="set spec.ecs.container (one container) or spec.ecs.containers (a set deployed together), not both"
 type ECSTarget struct {
 	// Region is the AWS Region of the cluster, for example us-east-1.
 	// +kubebuilder:validation:Pattern=`^[a-z]{2}(-[a-z]+)+-\d+$`
@@ -109,6 +117,19 @@ type ECSTarget struct {
 	// +kubebuilder:validation:MaxLength=255
 	Container string `json:"container,omitempty"`
 
+	// Containers names every container whose image a build replaces, all in one
+	// task-definition revision and one deployment; the first is the primary container, whose
+	// image the single image fields (status.deployedImage, ...) show. Each build must name an
+	// image for every one of them. Exclusive with container.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=10
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=255
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9_-]+$`
+	Containers []string `json:"containers,omitempty"`
+
 	// RoleARN is an IAM role in the service's account that the controller assumes (through
 	// STS) to call ECS; empty means the controller's own credentials. One set of API rate
 	// budgets is kept per account.
@@ -124,6 +145,9 @@ type ECSTarget struct {
 }
 
 // EnvironmentSpec declares what runs where.
+// +kubebuilder:validation:XValidation:rule="!(has(self.pinnedImage) && has(self.pinnedImages))",message="set spec.pinnedImage or spec.pinnedImages, not both"
+// +kubebuilder:validation:XValidation:rule="!has(self.pinnedImages) || (has(self.ecs.containers) && self.ecs.containers.all(c, c in self.pinnedImages) && self.pinnedImages.all(c, c in self.ecs.containers))",message="spec.pinnedImages must name an image for exactly the containers of spec.ecs.containers: a pin holds the whole set"
+// +kubebuilder:validation:XValidation:rule="!has(self.pinnedImage) || !has(self.ecs.containers) || size(self.ecs.containers) == 1",message="spec.ecs.containers names more than one container: pin them all with spec.pinnedImages"
 type EnvironmentSpec struct {
 	// Application is the name builds are published under; manifests with this application
 	// update this Environment.
@@ -149,6 +173,15 @@ type EnvironmentSpec struct {
 	// +kubebuilder:validation:Pattern=`^[^\s]+$`
 	PinnedImage string `json:"pinnedImage,omitempty"`
 
+	// PinnedImages holds the containers of spec.ecs.containers on one image each (a rollback
+	// of the set): it must name every one of them, and nothing else. Exclusive with
+	// pinnedImage; the rules of pinnedImage apply to the set.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=10
+	// +kubebuilder:validation:XValidation:rule="self.all(c, size(c) <= 255 && c.matches('^[A-Za-z0-9_-]+$'))",message="every key of spec.pinnedImages must be a container name"
+	// +kubebuilder:validation:XValidation:rule="self.all(c, size(self[c]) >= 1 && size(self[c]) <= 1024 && self[c].matches('^[^\\s]+$'))",message="every image of spec.pinnedImages must be an image reference of at most 1024 characters without spaces"
+	PinnedImages map[string]string `json:"pinnedImages,omitempty"`
+
 	// ECS is the service to deploy to.
 	ECS ECSTarget `json:"ecs"`
 }
@@ -168,8 +201,14 @@ type Build struct {
 	ID string `json:"id"`
 	// Number orders builds of the application: a higher number is a newer build.
 	Number int64 `json:"number"`
-	// Image is the image reference the build produced.
+	// Image is the image reference the build produced (for the primary container, unless
+	// images names one for it).
 	Image string `json:"image"`
+	// Images are the images the build produced per container, by container name. The image
+	// of a container of spec.ecs.containers is images[container], else, for the primary
+	// container only, image.
+	// +optional
+	Images map[string]string `json:"images,omitempty"`
 	// Commit is the source revision built.
 	// +optional
 	Commit string `json:"commit,omitempty"`
@@ -236,8 +275,12 @@ const (
 
 // Deploy describes one deploy to ECS.
 type Deploy struct {
-	// Image is the image deployed.
+	// Image is the image deployed (to the primary container).
 	Image string `json:"image"`
+	// Images are the images deployed, per container, when the Environment manages more than
+	// one (spec.ecs.containers); all of them went out in one revision.
+	// +optional
+	Images map[string]string `json:"images,omitempty"`
 	// Build is the build the image came from; empty for a pinned image that is no known build.
 	// +optional
 	Build *BuildRef `json:"build,omitempty"`
@@ -246,6 +289,10 @@ type Deploy struct {
 	// PreviousImage is the image the container ran before this deploy, as ECS reported it.
 	// +optional
 	PreviousImage string `json:"previousImage,omitempty"`
+	// PreviousImages are the images the containers ran before this deploy, when more than one
+	// is managed.
+	// +optional
+	PreviousImages map[string]string `json:"previousImages,omitempty"`
 	// PreviousBuild is the build PreviousImage came from, when it is known.
 	// +optional
 	PreviousBuild *BuildRef `json:"previousBuild,omitempty"`
@@ -330,10 +377,20 @@ type EnvironmentStatus struct {
 	// +optional
 	DesiredImage string `json:"desiredImage,omitempty"`
 
+	// DesiredImages are the images that should run per container, when the Environment
+	// manages more than one.
+	// +optional
+	DesiredImages map[string]string `json:"desiredImages,omitempty"`
+
 	// DeployedImage is the image the container of status.target runs, as ECS last reported
 	// it: the image of the last deploy, or the previous image when ECS rolled it back.
 	// +optional
 	DeployedImage string `json:"deployedImage,omitempty"`
+
+	// DeployedImages are the images the containers of status.target run, per container, as
+	// ECS last reported them, when the Environment manages more than one.
+	// +optional
+	DeployedImages map[string]string `json:"deployedImages,omitempty"`
 
 	// DeployedBuild is the build DeployedImage came from, when it is known. A new build with
 	// the same image reference (a mutable tag such as :main) is deployed again.

@@ -100,3 +100,29 @@ type Response struct {
 	Message string `json:"message,omitempty"`
 	Error   string `json:"error,omitempty"`
 }
+
+// ContainerImageVariablePrefix starts the name of a CodeBuild exported variable that names the
+// image a build produced for one container.
+const ContainerImageVariablePrefix = "AUTODEPLOY_IMAGE_"
+
+// ContainerVariableKey is how a container's name appears in its image variable: upper-cased,
+// every character other than a letter or digit written as _ ("log-router" is LOG_ROUTER).
+func ContainerVariableKey(container string) string {
+	b := []byte(container)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z':
+			b[i] = c - 'a' + 'A'
+		case c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		default:
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// ContainerImageVariable is the CodeBuild exported variable that names the image of container:
+// AUTODEPLOY_IMAGE_WORKER for container worker.
+func ContainerImageVariable(container string) string {
+	return ContainerImageVariablePrefix + ContainerVariableKey(container)
+}
