@@ -96,6 +96,10 @@ type Response struct {
 	Duplicate []string `json:"duplicate,omitempty"`
 	Stale     []string `json:"stale,omitempty"`
 	Conflicts []string `json:"conflicts,omitempty"`
+	// Incomplete lists the Environments that recorded the build but do not deploy it, each
+	// with the container it names no image for ("namespace/name: no image for container
+	// worker").
+	Incomplete []string `json:"incomplete,omitempty"`
 	// Message explains a result that is no error, such as why an event was ignored.
 	Message string `json:"message,omitempty"`
 	Error   string `json:"error,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 	"unicode"
@@ -25,8 +26,12 @@ type Manifest struct {
 	BuildID string `json:"buildId"`
 	// BuildNumber orders builds of one application.
 	BuildNumber int64 `json:"buildNumber"`
-	// Image is the image reference the build pushed.
+	// Image is the image reference the build pushed (for the primary container).
 	Image string `json:"image"`
+	// Images are the images the build pushed per container, by container name, for
+	// Environments that deploy several containers of one build together
+	// (spec.ecs.containers). The primary container takes images[name], else image.
+	Images map[string]string `json:"images,omitempty"`
 	// Commit is the source revision built.
 	Commit string `json:"commit,omitempty"`
 	// Branch is the source branch built.
@@ -50,7 +55,12 @@ const (
 	maxImage       = 1024
 	maxCommit      = 255
 	maxBranch      = 255
+	// maxImages is ECS's limit of containers in a task definition.
+	maxImages    = 10
+	maxContainer = 255
 )
+
+var containerPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 var applicationPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`)
 
@@ -88,7 +98,7 @@ func Parse(body []byte) (*Manifest, error) {
 // fieldNames are the manifest's JSON keys.
 var fieldNames = map[string]bool{
 	"application": true, "buildId": true, "buildNumber": true, "image": true,
-	"commit": true, "branch": true, "finishedAt": true,
+	"commit": true, "branch": true, "finishedAt": true, "images": true,
 }
 
 // checkKeys checks the top-level keys of body exactly, which encoding/json does not: it
@@ -126,6 +136,8 @@ func checkKeys(body []byte) error {
 			first = &FieldError{Field: key, Reason: "appears more than once"}
 		case key == "finishedAt" && raw[0] != '"' && string(raw) != "null":
 			first = &FieldError{Field: key, Reason: "must be an RFC 3339 time string such as 2026-11-25T10:00:00Z"}
+		case key == "images":
+			first = checkImageKeys(raw)
 		}
 		seen[key] = true
 	}
@@ -133,6 +145,48 @@ func checkKeys(body []byte) error {
 		return nil
 	}
 	return first
+}
+
+// checkImageKeys checks the value of images: an object (or null) of string values, each key
+// once.
+func checkImageKeys(raw json.RawMessage) error {
+	const reason = "must be an object of container names to image references"
+	if string(raw) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return &FieldError{Field: "images", Reason: reason}
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil
+		}
+		field := "images." + truncate(key)
+		switch {
+		case seen[key]:
+			return &FieldError{Field: field, Reason: "appears more than once"}
+		case value[0] != '"':
+			return &FieldError{Field: field, Reason: "must be a string (an image reference)"}
+		}
+		seen[key] = true
+	}
+	return nil
+}
+
+// truncate shortens a key echoed in an error.
+func truncate(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return s[:64] + "…"
 }
 
 func describeDecodeError(err error) error {
@@ -194,11 +248,39 @@ func (m *Manifest) Validate() error {
 	if err := ValidateImage(m.Image); err != nil {
 		return &FieldError{"image", err.Error()}
 	}
+	if err := validateImages(m.Images); err != nil {
+		return err
+	}
 	if len(m.Commit) > maxCommit || !printable(m.Commit) {
 		return &FieldError{"commit", fmt.Sprintf("must be at most %d printable characters without spaces", maxCommit)}
 	}
 	if len(m.Branch) > maxBranch || !printable(m.Branch) {
 		return &FieldError{"branch", fmt.Sprintf("must be at most %d printable characters without spaces", maxBranch)}
+	}
+	return nil
+}
+
+// validateImages checks images: at most maxImages container names, each an image reference
+// like image.
+func validateImages(images map[string]string) error {
+	if len(images) > maxImages {
+		return &FieldError{"images", fmt.Sprintf("names %d containers; a task definition has at most %d", len(images), maxImages)}
+	}
+	names := make([]string, 0, len(images))
+	for name := range images {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		switch {
+		case name == "":
+			return &FieldError{"images", "a container name is empty"}
+		case len(name) > maxContainer || !containerPattern.MatchString(name):
+			return &FieldError{"images." + truncate(name), fmt.Sprintf("is not a container name (up to %d letters, digits, '_' and '-')", maxContainer)}
+		}
+		if err := ValidateImage(images[name]); err != nil {
+			return &FieldError{"images." + name, err.Error()}
+		}
 	}
 	return nil
 }

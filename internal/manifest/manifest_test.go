@@ -3,6 +3,7 @@ package manifest_test
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -399,6 +400,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(body(set("buildNumber", `1e3`))))
 	f.Add([]byte(body(add("application", `"x"`))))
 	f.Add([]byte(body() + "{}"))
+	f.Add([]byte(body(set("images", `{"web":"`+repo+`:1.4.2","worker":"`+repo+`-worker:1.4.2"}`))))
+	f.Add([]byte(body(set("images", `{"web":"a","web":"b"}`))))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(``))
 	f.Add([]byte(`{"application":"a","buildId":"b","buildNumber":1,"image":"r/a:1","branch":"\u202e"}`))
@@ -434,7 +437,7 @@ func FuzzParse(f *testing.F) {
 		}
 		a, b := *m, *m2
 		a.FinishedAt, b.FinishedAt = nil, nil
-		if a != b {
+		if !reflect.DeepEqual(a, b) {
 			t.Fatalf("round trip changed the manifest: %#v -> %#v", a, b)
 		}
 	})

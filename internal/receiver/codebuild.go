@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 
+	"github.com/autodeploy-dev/autodeploy/internal/eventbridge"
 	"github.com/autodeploy-dev/autodeploy/internal/manifest"
 )
 
@@ -19,6 +21,12 @@ const (
 	ApplicationVariable = "AUTODEPLOY_APPLICATION"
 	// BranchVariable, when exported, is the branch built.
 	BranchVariable = "AUTODEPLOY_BRANCH"
+	// ContainerImageVariablePrefix and a container's name, upper-cased with every character
+	// other than a letter or digit as _, name the image the build produced for that container
+	// (AUTODEPLOY_IMAGE_WORKER for container worker), for Environments that deploy several
+	// containers of one build (spec.ecs.containers). The prefix is autodeploy's own, so no
+	// variable a build exports for another purpose (IMAGE_TAG, say) is taken for an image.
+	ContainerImageVariablePrefix = eventbridge.ContainerImageVariablePrefix
 )
 
 // maxSafeBuildNumber bounds build numbers: CodeBuild sends build-number as a float64, which
@@ -30,7 +38,8 @@ const maxSafeBuildNumber = 1 << 53
 // a SUCCEEDED build is a build to record; any other status returns an error matching
 // errIgnored. The image is the exported variable imageVariable; the application is the
 // exported variable AUTODEPLOY_APPLICATION, else the project name; the branch is the exported
-// variable AUTODEPLOY_BRANCH, if any; the build number, id, source version and event time
+// variable AUTODEPLOY_BRANCH, if any; every exported AUTODEPLOY_IMAGE_<CONTAINER> gives
+// images[<CONTAINER>] (matched to an Environment's containers when it is recorded); the build number, id, source version and event time
 // give buildNumber, buildId, commit and finishedAt. A wrong field is a *manifest.FieldError.
 func ManifestFromCodeBuild(ev *Event, imageVariable string) (*manifest.Manifest, error) {
 	if imageVariable == "" {
@@ -84,6 +93,14 @@ func ManifestFromCodeBuild(ev *Event, imageVariable string) (*manifest.Manifest,
 		Branch:      vars[BranchVariable],
 		FinishedAt:  &finished,
 	}
+	for name, value := range vars {
+		if key, ok := strings.CutPrefix(name, ContainerImageVariablePrefix); ok {
+			if m.Images == nil {
+				m.Images = map[string]string{}
+			}
+			m.Images[key] = value
+		}
+	}
 	origin := map[string]string{
 		"application": "detail.project-name",
 		"buildId":     "detail.build-id",
@@ -92,6 +109,10 @@ func ManifestFromCodeBuild(ev *Event, imageVariable string) (*manifest.Manifest,
 		"commit":      "detail.additional-information.source-version",
 		"branch":      "exported variable " + BranchVariable,
 	}
+	for key := range m.Images {
+		origin["images."+key] = "exported variable " + ContainerImageVariablePrefix + key
+	}
+	origin["images"] = "exported variables " + ContainerImageVariablePrefix + "*"
 	if app, ok := vars[ApplicationVariable]; ok {
 		m.Application = app
 		origin["application"] = "exported variable " + ApplicationVariable

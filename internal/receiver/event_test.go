@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -66,7 +67,7 @@ func TestCodeBuildFixtureFromAWSDocsMapsToAManifest(t *testing.T) {
 		t.Fatalf("finishedAt %v", m.FinishedAt)
 	}
 	m.FinishedAt = &finished
-	if *m != want {
+	if !reflect.DeepEqual(*m, want) {
 		t.Fatalf("got %+v\nwant %+v", *m, want)
 	}
 }
@@ -83,6 +84,7 @@ func TestCodeBuildFields(t *testing.T) {
 		}
 	}
 	img := "123456789012.dkr.ecr.us-west-2.amazonaws.com/shop-api@sha256:" + strings.Repeat("ab", 32)
+	workerImg := "123456789012.dkr.ecr.us-west-2.amazonaws.com/shop-worker:b55"
 	cases := []struct {
 		name      string
 		imageVar  string
@@ -125,6 +127,17 @@ func TestCodeBuildFields(t *testing.T) {
 					t.Fatalf("commit %q", m.Commit)
 				}
 			}},
+		{name: "an image per container", mutate: vars("IMAGE_URI", img, "AUTODEPLOY_IMAGE_WORKER", workerImg, "AUTODEPLOY_IMAGE_LOG_ROUTER", img, "IMAGE_TAG", "abc123"),
+			check: func(t *testing.T, m *manifest.Manifest) {
+				// IMAGE_TAG is no container image: only the autodeploy variables are.
+				if want := map[string]string{"WORKER": workerImg, "LOG_ROUTER": img}; m.Image != img || !reflect.DeepEqual(m.Images, want) {
+					t.Fatalf("%+v", m)
+				}
+			}},
+		{name: "bad container image", mutate: vars("IMAGE_URI", img, "AUTODEPLOY_IMAGE_WORKER", "Not An Image"),
+			field: "images.WORKER", errSubstr: "(from exported variable AUTODEPLOY_IMAGE_WORKER) is not a valid image reference"},
+		{name: "container image variable without a name", mutate: vars("IMAGE_URI", img, "AUTODEPLOY_IMAGE_", img),
+			field: "images", errSubstr: "(from exported variables AUTODEPLOY_IMAGE_*) a container name is empty"},
 		{name: "status not a string", mutate: func(ev map[string]any) { detail(ev)["build-status"] = 1 }, field: "detail.build-status"},
 	}
 	for _, tc := range cases {

@@ -495,6 +495,9 @@ func (h *Handler) apply(ctx context.Context, m *manifest.Manifest, source string
 		switch outcome {
 		case Recorded:
 			resp.Updated = append(resp.Updated, name)
+			if c := missingContainer(&env.Spec, buildFrom(m, source, now, &env.Spec)); c != "" {
+				resp.Incomplete = append(resp.Incomplete, fmt.Sprintf("%s: no image for container %s", name, c))
+			}
 			h.Log.Info("Recorded build on Environment", "environment", key, "buildID", m.BuildID, "buildNumber", m.BuildNumber, "image", m.Image, "tenant", scope.Tenant())
 			if h.Recorder != nil {
 				h.Recorder.Eventf(env, nil, "Normal", EventBuildReceived, "RecordBuild",
@@ -528,6 +531,9 @@ func (h *Handler) apply(ctx context.Context, m *manifest.Manifest, source string
 		return conflictCode, resp
 	case len(resp.Updated) > 0:
 		resp.Result = ResultRecorded
+		if len(resp.Incomplete) > 0 {
+			resp.Message = "recorded; the Environments listed in incomplete manage a container the build names no image for, and do not deploy it"
+		}
 		return http.StatusAccepted, resp
 	case len(resp.Duplicate) > 0:
 		resp.Result = ResultDuplicate

@@ -3,6 +3,7 @@ package receiver
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
+	"github.com/autodeploy-dev/autodeploy/internal/eventbridge"
 	"github.com/autodeploy-dev/autodeploy/internal/manifest"
 )
 
@@ -68,7 +70,7 @@ func record(ctx context.Context, reader client.Reader, writer client.StatusClien
 			return nil
 		}
 		base := env.DeepCopy()
-		env.Status.LatestBuild = buildFrom(m, source, now)
+		env.Status.LatestBuild = buildFrom(m, source, now, &env.Spec)
 		return writer.Status().Patch(ctx, env, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 	})
 	if err != nil {
@@ -77,7 +79,10 @@ func record(ctx context.Context, reader client.Reader, writer client.StatusClien
 	return outcome, current, nil
 }
 
-func buildFrom(m *manifest.Manifest, source string, now time.Time) *deployv1.Build {
+// buildFrom is the build m describes, as recorded on an Environment of spec. A manifest's
+// images are recorded as sent; a CodeBuild event's, named by variable (WORKER for
+// AUTODEPLOY_IMAGE_WORKER), are recorded under the names of the containers spec manages.
+func buildFrom(m *manifest.Manifest, source string, now time.Time, spec *deployv1.EnvironmentSpec) *deployv1.Build {
 	b := &deployv1.Build{
 		Application: m.Application,
 		Source:      source,
@@ -92,5 +97,42 @@ func buildFrom(m *manifest.Manifest, source string, now time.Time) *deployv1.Bui
 		t := metav1.NewTime(*m.FinishedAt)
 		b.FinishedAt = &t
 	}
+	switch {
+	case len(m.Images) == 0:
+	case source == deployv1.SourceCodeBuild:
+		for _, c := range managedContainers(spec) {
+			if img, ok := m.Images[eventbridge.ContainerVariableKey(c)]; ok {
+				if b.Images == nil {
+					b.Images = map[string]string{}
+				}
+				b.Images[c] = img
+			}
+		}
+	default:
+		b.Images = maps.Clone(m.Images)
+	}
 	return b
+}
+
+// managedContainers lists the containers whose images a deploy of spec sets, when they are
+// named.
+func managedContainers(spec *deployv1.EnvironmentSpec) []string {
+	if len(spec.ECS.Containers) > 0 {
+		return spec.ECS.Containers
+	}
+	if spec.ECS.Container != "" {
+		return []string{spec.ECS.Container}
+	}
+	return nil
+}
+
+// missingContainer names a container spec manages (with spec.ecs.containers) that b has no
+// image for: the Environment records b but does not deploy it.
+func missingContainer(spec *deployv1.EnvironmentSpec, b *deployv1.Build) string {
+	for i, c := range spec.ECS.Containers {
+		if _, ok := b.ImageFor(c, i == 0); !ok {
+			return c
+		}
+	}
+	return ""
 }
