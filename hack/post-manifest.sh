@@ -18,6 +18,11 @@
 #   BUILD_ID             unique build id (default: $CODEBUILD_BUILD_ID)
 #   BUILD_NUMBER         positive integer ordering the builds (default: $CODEBUILD_BUILD_NUMBER)
 #   IMAGE                image reference pushed, with a tag and/or digest (or IMAGE_URI)
+#   IMAGES               images of further containers built by the same build, for
+#                        Environments that deploy several containers together
+#                        (spec.ecs.containers): container=image pairs separated by spaces,
+#                        e.g. "worker=123456789012.dkr.ecr.us-east-1.amazonaws.com/shop-worker:b142"
+#                        (default: none). It becomes the manifest's images field.
 #   COMMIT               source revision (default: $CODEBUILD_RESOLVED_SOURCE_VERSION)
 #   BRANCH               source branch (default: the branch of $CODEBUILD_WEBHOOK_HEAD_REF when
 #                        that is refs/heads/<branch>). Environments with spec.branch only take
@@ -94,6 +99,7 @@ if [ -z "$branch" ]; then
 	esac
 fi
 finished_at=${FINISHED_AT:-}
+images=${IMAGES:-}
 
 require AUTODEPLOY_URL "$url"
 require APPLICATION "$application"
@@ -123,6 +129,29 @@ check_chars IMAGE "$image"
 check_chars COMMIT "$commit"
 check_chars BRANCH "$branch"
 check_chars FINISHED_AT "$finished_at"
+check_chars IMAGES "$images"
+
+# images_json: the IMAGES pairs as the JSON object of the images field.
+images_json=
+set -f # the pairs are split on spaces, never expanded as file names
+for pair in $images; do
+	name=${pair%%=*}
+	img=${pair#*=}
+	case $pair in
+	*=*) ;;
+	*) die "IMAGES must be container=image pairs separated by spaces (got: $pair)" ;;
+	esac
+	case $name in
+	'' | *[!A-Za-z0-9_-]*) die "IMAGES: $name is not a container name (letters, digits, '_' and '-')" ;;
+	esac
+	[ -n "$img" ] || die "IMAGES: no image for container $name"
+	case $images_json in
+	*\"$name\":*) die "IMAGES names container $name more than once" ;;
+	esac
+	[ -z "$images_json" ] || images_json="$images_json,"
+	images_json=$(printf '%s"%s":"%s"' "$images_json" "$name" "$img")
+done
+set +f
 
 # buildNumber is written into the JSON unquoted: digits only, no leading zero.
 case $build_number in
@@ -171,6 +200,9 @@ if [ -n "$commit" ]; then
 fi
 if [ -n "$branch" ]; then
 	body=$(printf '%s,"branch":"%s"' "$body" "$branch")
+fi
+if [ -n "$images_json" ]; then
+	body=$(printf '%s,"images":{%s}' "$body" "$images_json")
 fi
 body=$(printf '%s,"finishedAt":"%s"}' "$body" "$finished_at")
 
@@ -233,6 +265,9 @@ cat "$reply"
 case $code in
 202)
 	printf '%s: build %s recorded\n' "$prog" "$build_number"
+	if grep -q '"incomplete"' "$reply"; then
+		printf '%s: warning: the Environments listed in incomplete manage a container this build names no image for (set IMAGES), and do not deploy it\n' "$prog" >&2
+	fi
 	;;
 200)
 	if grep -q '"duplicate"' "$reply"; then
