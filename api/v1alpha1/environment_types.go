@@ -179,7 +179,7 @@ type EnvironmentSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxProperties=10
 	// +kubebuilder:validation:XValidation:rule="self.all(c, size(c) <= 255 && c.matches('^[A-Za-z0-9_-]+$'))",message="every key of spec.pinnedImages must be a container name"
-	// +kubebuilder:validation:XValidation:rule="self.all(c, size(self[c]) >= 1 && size(self[c]) <= 1024 && self[c].matches('^[^\\s]+$'))",message="every image of spec.pinnedImages must be an image reference of at most 1024 characters without spaces"
+	// +kubebuilder:validation:XValidation:rule="self.all(c, size(self[c]) >= 1 && size(self[c]) <= 1024)",message="every image of spec.pinnedImages must be an image reference of 1 to 1024 characters"
 	PinnedImages map[string]string `json:"pinnedImages,omitempty"`
 
 	// ECS is the service to deploy to.

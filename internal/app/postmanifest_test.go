@@ -27,7 +27,7 @@ var postManifestScript = filepath.Join("..", "..", "hack", "post-manifest.sh")
 // postManifestVars are the variables the script reads; the test controls all of them.
 var postManifestVars = []string{
 	"AUTODEPLOY_URL", "AUTODEPLOY_KEY", "AUTODEPLOY_KEY_FILE", "APPLICATION", "BUILD_ID",
-	"BUILD_NUMBER", "IMAGE", "IMAGE_URI", "COMMIT", "BRANCH", "FINISHED_AT",
+	"BUILD_NUMBER", "IMAGE", "IMAGE_URI", "IMAGES", "COMMIT", "BRANCH", "FINISHED_AT",
 }
 
 type scriptResult struct {
