@@ -78,7 +78,9 @@ func Answer(ctx context.Context, c client.Client, key types.NamespacedName, acti
 		cur := e.Status.AwaitedHook()
 		switch {
 		case cur == nil || cur.HookID != h.HookID:
-			fmt.Fprintf(out, "ECS no longer waits at pause hook %s of ECS deployment %s\n", h.HookID, h.ServiceDeploymentARN)
+			// The answer was handled and the rollout has moved past the hook (ECS may take
+			// the answer and leave the hook before this look).
+			fmt.Fprintf(out, "ECS is past pause hook %s of ECS deployment %s\n", h.HookID, h.ServiceDeploymentARN)
 			return true
 		case cur.Action == action && cur.ActionSentAt != nil:
 			fmt.Fprintf(out, "ECS accepted: %s ECS deployment %s at pause hook %s\n", verb(action), h.ServiceDeploymentARN, h.HookID)
