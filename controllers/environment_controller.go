@@ -95,8 +95,14 @@ func (r *EnvironmentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.RetryMaxDelay == 0 {
 		r.RetryMaxDelay = 5 * time.Minute
 	}
+	if err := IndexServiceKey(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&deployv1.Environment{}, builder.WithPredicates(environmentChanged())).
+		// The owner of a service may change when another Environment naming it comes, goes or
+		// moves.
+		Watches(&deployv1.Environment{}, r.serviceSharers()).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.MaxConcurrentReconciles,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](r.RetryBaseDelay, r.RetryMaxDelay),
@@ -149,6 +155,9 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		r.recorded.Delete(req.NamespacedName)
 	}
 	base := env.DeepCopy()
+	if res, done, err := r.holdOff(ctx, base, env); done {
+		return res, err
+	}
 	adoptTarget(env)
 	if stop, res, err := r.answerHook(ctx, req.NamespacedName, &base, &env); stop {
 		return res, err
