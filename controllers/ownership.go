@@ -26,15 +26,25 @@ const EventServiceConflict = "ServiceConflict"
 // An Environment whose spec.ecs contradicts itself is not indexed.
 const ServiceKeyIndex = "spec.ecs.serviceKey"
 
-// IndexServiceKey registers ServiceKeyIndex.
-func IndexServiceKey(ctx context.Context, indexer client.FieldIndexer) error {
+// IndexServiceKey registers ServiceKeyIndex; account is the controller's own account (""
+// when not known), the account of an Environment whose spec.ecs names none.
+func IndexServiceKey(ctx context.Context, indexer client.FieldIndexer, account string) error {
 	return indexer.IndexField(ctx, &deployv1.Environment{}, ServiceKeyIndex, func(o client.Object) []string {
-		return serviceKeyValues(o.(*deployv1.Environment))
+		return serviceKeyValues(o.(*deployv1.Environment), account)
 	})
 }
 
-func serviceKeyValues(env *deployv1.Environment) []string {
-	k, err := KeyOf(env.Spec.ECS)
+// ownKeyOf is KeyOf with account, the controller's own, for a target that names none.
+func ownKeyOf(t deployv1.ECSTarget, account string) (ServiceKey, error) {
+	k, err := KeyOf(t)
+	if err == nil && k.Account == "" {
+		k.Account = account
+	}
+	return k, err
+}
+
+func serviceKeyValues(env *deployv1.Environment, account string) []string {
+	k, err := ownKeyOf(env.Spec.ECS, account)
 	if err != nil {
 		return nil
 	}
@@ -68,7 +78,7 @@ func (r *EnvironmentReconciler) serviceOwner(ctx context.Context, env *deployv1.
 		if (other.Namespace == env.Namespace && other.Name == env.Name) || other.DeletionTimestamp != nil {
 			continue
 		}
-		if k, err := KeyOf(other.Spec.ECS); err != nil || k != key {
+		if k, err := ownKeyOf(other.Spec.ECS, r.Account); err != nil || k != key {
 			continue
 		}
 		if ownsBefore(other, env) && (owner == nil || ownsBefore(other, owner)) {
@@ -84,7 +94,7 @@ func (r *EnvironmentReconciler) serviceOwner(ctx context.Context, env *deployv1.
 // a service reconciles it then). done is false when env may deploy.
 func (r *EnvironmentReconciler) holdOff(ctx context.Context, base, env *deployv1.Environment) (res ctrl.Result, done bool, err error) {
 	var reason, msg string
-	key, kerr := KeyOf(env.Spec.ECS)
+	key, kerr := ownKeyOf(env.Spec.ECS, r.Account)
 	if kerr != nil {
 		reason, msg = deployv1.ReasonInvalidTarget, "spec.ecs names no single ECS service: "+kerr.Error()
 	} else {
@@ -131,7 +141,7 @@ func (r *EnvironmentReconciler) serviceSharers() handler.TypedEventHandler[clien
 			if !ok {
 				continue
 			}
-			for _, v := range serviceKeyValues(env) {
+			for _, v := range serviceKeyValues(env, r.Account) {
 				if seen[v] {
 					continue
 				}
