@@ -78,7 +78,8 @@ func TestOneEnvironmentPerServiceHoweverSpelled(t *testing.T) {
 	g.Expect(k8sClient.Delete(context.Background(), h.getEnv("a-short"))).To(Succeed())
 	g.Eventually(h.env("b-new-arn"), timeout, poll).Should(And(
 		WithTransform(deployedImage, Equal(image("pin"))),
-		WithTransform(readyReason, Equal("True/"+deployv1.ReasonDeployed))))
+		WithTransform(rolloutResult, Equal(deployv1.ResultCompleted)),
+		WithTransform(readyReason, HavePrefix("True/"))))
 	g.Expect(h.webImage("prod", "shop-api")).To(Equal(image("pin")))
 	g.Eventually(h.env("c-old-arn"), timeout, poll).Should(WithTransform(conflictOwner, Equal(h.ns+"/b-new-arn")))
 	g.Expect(h.sim.Revisions(family)).To(Equal(3))
@@ -87,6 +88,7 @@ func TestOneEnvironmentPerServiceHoweverSpelled(t *testing.T) {
 	h.updateEnv("b-new-arn", func(e *deployv1.Environment) { e.Spec.ECS.Service = "shop-web" })
 	g.Eventually(h.env("c-old-arn"), timeout, poll).Should(And(
 		WithTransform(deployedImage, Equal(b.Image)),
+		WithTransform(rolloutResult, Equal(deployv1.ResultCompleted)),
 		WithTransform(readyReason, Equal("True/"+deployv1.ReasonDeployed))))
 	g.Expect(h.webImage("prod", "shop-api")).To(Equal(b.Image))
 	g.Eventually(h.env("b-new-arn"), timeout, poll).Should(WithTransform(deployedImage, Equal(image("pin"))))
