@@ -18,9 +18,6 @@ import (
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 )
 
-// EventServiceConflict: an older Environment deploys to the same ECS service.
-const EventServiceConflict = "ServiceConflict"
-
 // ServiceKeyIndex is the field index on the ECS service an Environment names (ServiceKey,
 // normalized whatever the spelling), used to find the Environments that share a service.
 // An Environment whose spec.ecs contradicts itself is not indexed.
@@ -118,6 +115,7 @@ func (r *EnvironmentReconciler) holdOff(ctx context.Context, base, env *deployv1
 		r.Tracker.Untrack(types.NamespacedName{Namespace: env.Namespace, Name: env.Name})
 	}
 	if c := meta.FindStatusCondition(env.Status.Conditions, deployv1.ReadyCondition); c == nil || c.Reason != reason || c.Message != msg {
+		// The Event's reason is the condition's: ServiceConflict or InvalidTarget.
 		log.FromContext(ctx).Info("Environment may not deploy; no ECS call", "reason", reason, "why", msg)
 		r.Recorder.Eventf(env, nil, "Warning", reason, "Deploy", "%s", msg)
 	}
