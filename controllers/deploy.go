@@ -261,9 +261,11 @@ func register(ctx context.Context, api ECSAPI, current *types.TaskDefinition, wa
 			}
 		}
 	}
-	out, err := api.RegisterTaskDefinition(ctx, want)
+	// The SDK must not repeat the call: an answer lost after ECS registered the revision
+	// would register a second one. The reconciler retries it, through the reuse check above.
+	out, err := api.RegisterTaskDefinition(ctx, want, noSDKRetry)
 	if err != nil {
-		return "", false, err
+		return "", false, registerFailed(err, req.image)
 	}
 	return aws.ToString(out.TaskDefinition.TaskDefinitionArn), true, nil
 }

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
-	"github.com/autodeploy-dev/autodeploy/internal/awsecs"
 	"github.com/autodeploy-dev/autodeploy/internal/eventbridge"
 )
 
@@ -162,7 +162,7 @@ func (d *DeploymentEvents) early(ctx context.Context, ev *eventbridge.Event, obs
 			}
 			continue
 		}
-		if p := env.Status.PendingDeploy; p != nil && (obs.At.IsZero() || !obs.At.Before(p.StartedAt.Add(-eventSkew))) {
+		if p := env.Status.PendingDeploy; p != nil && inFlight(env, p, obs) {
 			resp.Error = fmt.Sprintf("the deploy of %s to this service is still being recorded; retry", key)
 			return http.StatusServiceUnavailable, false
 		}
@@ -205,20 +205,16 @@ func (d *DeploymentEvents) record(ctx context.Context, env *deployv1.Environment
 	return true
 }
 
-// serviceMatches reports whether serviceARN (arn:aws:ecs:region:account:service/cluster/name)
-// names the Environment's service.
-func serviceMatches(serviceARN string, t deployv1.ECSTarget) bool {
-	parts := strings.SplitN(serviceARN, ":", 6)
-	if len(parts) != 6 || parts[2] != "ecs" || parts[3] != t.Region {
+// inFlight reports whether the pending deploy p of env may be the one whose deployment obs
+// reports, still being recorded: it has not stalled (a stalled deploy never reached the
+// service), env is not held off its service by an older Environment, it has no deployment id
+// yet or obs's, and obs is not older than the deploy. An event about anything else is not
+// redelivered: EventBridge would retry it for a day.
+func inFlight(env *deployv1.Environment, p *deployv1.Deploy, obs RolloutObservation) bool {
+	if ready := meta.FindStatusCondition(env.Status.Conditions, deployv1.ReadyCondition); ready != nil && ready.Reason == deployv1.ReasonServiceConflict {
 		return false
 	}
-	if account := awsecs.AccountOf(t.RoleARN); account != "" && account != parts[4] {
-		return false
-	}
-	res := strings.Split(parts[5], "/")
-	if len(res) != 3 || res[0] != "service" {
-		return false
-	}
-	return (res[1] == t.Cluster || strings.HasSuffix(t.Cluster, ":cluster/"+res[1])) &&
-		(res[2] == t.Service || t.Service == serviceARN)
+	return p.Result != deployv1.ResultStalled &&
+		(p.DeploymentID == "" || p.DeploymentID == obs.DeploymentID) &&
+		(obs.At.IsZero() || !obs.At.Before(p.StartedAt.Add(-eventSkew)))
 }

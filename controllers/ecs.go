@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
@@ -53,7 +54,10 @@ func classify(err error, target deployv1.ECSTarget) error {
 	var invalid *types.InvalidParameterException
 	var containerErr *taskdef.ContainerNotFoundError
 	var apiErr smithy.APIError
+	var decided *deployError
 	switch {
+	case errors.As(err, &decided):
+		return decided
 	case errors.As(err, &notFoundCluster):
 		return &deployError{deployv1.ReasonClusterNotFound, fmt.Sprintf(
 			"ECS cluster %q not found in %s: create it or fix spec.ecs.cluster", target.Cluster, target.Region), err}
@@ -75,6 +79,8 @@ func classify(err error, target deployv1.ECSTarget) error {
 			"Assuming role %s failed (%s): check the role's trust policy and spec.ecs.externalID", target.RoleARN, apiErr.ErrorMessage()), err}
 	case errors.As(err, &containerErr):
 		return &deployError{deployv1.ReasonContainerNotFound, containerErr.Error(), err}
+	case concurrentRegistration(err):
+		return err
 	case errors.As(err, &apiErr) && apiErr.ErrorFault() == smithy.FaultClient && !retryableCode(apiErr.ErrorCode()):
 		return &deployError{deployv1.ReasonInvalidRequest, fmt.Sprintf(
 			"ECS rejected the request (%s): %s", apiErr.ErrorCode(), apiErr.ErrorMessage()), err}
@@ -82,17 +88,24 @@ func classify(err error, target deployv1.ECSTarget) error {
 	return err
 }
 
-// retryableCode reports client-fault codes that clear by themselves: throttling, and ECS's
-// answer to concurrent registrations of one family.
+// retryableCode reports client-fault codes that clear by themselves (throttling). A
+// ClientException is permanent except for ECS's answer to concurrent registrations of one
+// family (concurrentRegistration), which classify never sees as a client fault.
 func retryableCode(code string) bool {
 	switch code {
 	case "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
-		"LimitExceededException", "RequestThrottled", "ClientException":
-		// ClientException is retried: ECS uses it for "Too many concurrent attempts to create a
-		// new revision"; a malformed request shows up as InvalidParameterException instead.
+		"LimitExceededException", "RequestThrottled":
 		return true
 	}
 	return false
+}
+
+// concurrentRegistration reports ECS's ClientException "Too many concurrent attempts to
+// create a new revision of the specified family", which clears by itself.
+func concurrentRegistration(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "ClientException" &&
+		strings.Contains(strings.ToLower(apiErr.ErrorMessage()), "too many concurrent attempts")
 }
 
 // transientMessage describes a retryable ECS error for the Ready condition.

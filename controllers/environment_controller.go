@@ -64,6 +64,10 @@ type EnvironmentReconciler struct {
 	// RetryBaseDelay and RetryMaxDelay bound the backoff after a transient ECS error;
 	// 1s and 5m when zero.
 	RetryBaseDelay, RetryMaxDelay time.Duration
+	// Account is the controller's own AWS account, where an Environment whose spec.ecs names
+	// no account (by an ARN or a role) deploys; "" when not known, and then such an
+	// Environment and one naming the same service by ARN are not seen to share it.
+	Account string
 
 	// recorded holds, per Environment, the last pending deploy this reconciler recorded as
 	// done, to tell a cache that has not caught up from a deploy to resume.
@@ -95,8 +99,14 @@ func (r *EnvironmentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.RetryMaxDelay == 0 {
 		r.RetryMaxDelay = 5 * time.Minute
 	}
+	if err := IndexServiceKey(context.Background(), mgr.GetFieldIndexer(), r.Account); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&deployv1.Environment{}, builder.WithPredicates(environmentChanged())).
+		// The owner of a service may change when another Environment naming it comes, goes or
+		// moves.
+		Watches(&deployv1.Environment{}, r.serviceSharers()).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.MaxConcurrentReconciles,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](r.RetryBaseDelay, r.RetryMaxDelay),
@@ -149,6 +159,9 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		r.recorded.Delete(req.NamespacedName)
 	}
 	base := env.DeepCopy()
+	if res, done, err := r.holdOff(ctx, base, env); done {
+		return res, err
+	}
 	adoptTarget(env)
 	if stop, res, err := r.answerHook(ctx, req.NamespacedName, &base, &env); stop {
 		return res, err

@@ -234,7 +234,12 @@ func (t *PollingTracker) poll(ctx context.Context, g trackGroup) {
 		for _, name := range batch {
 			for _, key := range byService[name] {
 				d := g.items[key]
-				obs, done := evaluateRollout(found[name], d, t.Now())
+				svc := found[name]
+				if svc == nil {
+					// An old-format ARN (…:service/<name>) of a service ECS names by a new one.
+					svc = found[serviceName(name)]
+				}
+				obs, done := evaluateRollout(svc, d, t.Now())
 				if !done {
 					continue
 				}

@@ -52,6 +52,15 @@ const (
 	// ReasonMissingContainerImage: the build names no image for a container the Environment
 	// manages (spec.ecs.containers), so it is recorded and not deployed.
 	ReasonMissingContainerImage = "MissingContainerImage"
+	// ReasonServiceConflict: an older Environment deploys to the same ECS service; this one
+	// makes no ECS call until that one is deleted or moves to another service.
+	ReasonServiceConflict = "ServiceConflict"
+	// ReasonInvalidTaskDefinition: ECS refused to register the task-definition revision of the
+	// deploy (for example an invalid image reference, or a family without task-level memory).
+	ReasonInvalidTaskDefinition = "InvalidTaskDefinition"
+	// ReasonInvalidTarget: spec.ecs contradicts itself (an ARN of another Region, account or
+	// cluster than the rest of spec.ecs names, or a malformed ARN).
+	ReasonInvalidTarget = "InvalidTarget"
 )
 
 // Deployment strategies of services with the ECS deployment controller

@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -39,6 +40,9 @@ func init() {
 	utilruntime.Must(deployv1.AddToScheme(scheme))
 }
 
+// accountID is an AWS account id.
+var accountID = regexp.MustCompile(`^[0-9]{12}$`)
+
 func main() {
 	var (
 		metricsAddr, probeAddr, receiverAddr, secretFile string
@@ -66,6 +70,8 @@ func main() {
 	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a non-leader waits before taking over a lease that was not renewed.")
 	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it steps down.")
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often leader election is tried.")
+	flag.StringVar(&rollout.Account, "aws-account-id", "",
+		"The controller's own AWS account (12 digits), where Environments without spec.ecs.roleARN deploy: with it, an Environment naming a service by name and one naming it by ARN are seen to share it (one of them deploys).")
 	flag.IntVar(&maxConcurrent, "max-concurrent-reconciles", 4, "Environments deployed in parallel.")
 	flag.DurationVar(&retryBase, "retry-base-delay", time.Second, "First delay after a transient ECS error; it doubles per failure.")
 	flag.DurationVar(&retryMax, "retry-max-delay", 5*time.Minute, "Longest delay between retries after transient ECS errors.")
@@ -86,6 +92,10 @@ func main() {
 	opts := zap.Options{}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if a := rollout.Account; a != "" && !accountID.MatchString(a) {
+		fmt.Fprintf(os.Stderr, "--aws-account-id must be a 12-digit AWS account id, not %q\n", a)
+		os.Exit(2)
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	setupLog := ctrl.Log.WithName("setup")
 

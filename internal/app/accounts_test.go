@@ -26,7 +26,10 @@ func TestEachEnvironmentDeploysThroughItsOwnRole(t *testing.T) {
 	h.seedServiceIn(b, "prod", "shop-api", image("v1"))
 	h.createEnv("account-a", func(e *deployv1.Environment) { e.Spec.ECS.RoleARN, e.Spec.ECS.ExternalID = roleA, "ext-a" })
 	h.createEnv("account-b", func(e *deployv1.Environment) { e.Spec.ECS.RoleARN = roleB })
-	h.createEnv("wrong-external-id", func(e *deployv1.Environment) { e.Spec.ECS.RoleARN, e.Spec.ECS.ExternalID = roleA, "guess" })
+	// Its own service: account-a owns prod/shop-api of account A.
+	h.createEnv("wrong-external-id", func(e *deployv1.Environment) {
+		e.Spec.ECS.RoleARN, e.Spec.ECS.ExternalID, e.Spec.ECS.Service = roleA, "guess", "shop-web"
+	})
 	h.startManager()
 
 	build := newBuild(3)

@@ -37,6 +37,9 @@ type Options struct {
 	RetryBaseDelay, RetryMaxDelay time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Account is the controller's own AWS account ("" when not known): Environments that
+	// name a service by ARN and by name are then seen to share it.
+	Account string
 }
 
 // Setup adds the Environment reconciler, the receiver and health checks to mgr.
@@ -96,6 +99,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
 		RetryBaseDelay:          opts.RetryBaseDelay,
 		RetryMaxDelay:           opts.RetryMaxDelay,
+		Account:                 opts.Account,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

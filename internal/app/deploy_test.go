@@ -294,9 +294,11 @@ func TestMissingClusterOrServiceStallsWithActionableReason(t *testing.T) {
 	calls := h.sim.TotalCalls()
 	g.Consistently(h.sim.TotalCalls, "500ms", poll).Should(Equal(calls))
 
-	// Fixing the spec deploys.
-	h.updateEnv("no-service", func(e *deployv1.Environment) { e.Spec.ECS.Service = "shop-api" })
+	// Fixing the spec deploys (to a service of its own: no-container holds prod/shop-api).
+	h.seedService("prod", "found", image("v1"))
+	h.updateEnv("no-service", func(e *deployv1.Environment) { e.Spec.ECS.Service = "found" })
 	g.Eventually(h.env("no-service"), timeout, poll).Should(WithTransform(deployedImage, Equal(newBuild(1).Image)))
+	g.Expect(h.webImage("prod", "found")).To(Equal(newBuild(1).Image))
 
 	// Creating the missing cluster and service, then asking for a retry, deploys too.
 	h.seedService("nowhere", "shop-api", image("v1"))

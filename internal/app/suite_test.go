@@ -297,6 +297,8 @@ func (h *harness) startManager() {
 		RetryMaxDelay:           500 * time.Millisecond,
 		RolloutPolling:          !h.noPolling,
 		MaxConcurrentReconciles: h.maxConcurrent,
+		// The simulator's default account, where Environments without a role deploy.
+		Account: h.sim.DefaultAccount().ID(),
 		// Short intervals keep the tests quick; the doubling is the production behaviour.
 		RolloutPollInterval:    50 * time.Millisecond,
 		RolloutPollMaxInterval: 400 * time.Millisecond,

@@ -17,6 +17,10 @@ type Fault struct {
 	Message string
 	// Times is how many calls fail; 0 means every call until ClearFaults.
 	Times int
+	// AfterWork makes the operation take effect before the error is answered: the call's
+	// answer is lost after the work was done (as when a connection drops or a gateway times
+	// out), so a caller that retries does the work twice.
+	AfterWork bool
 }
 
 type faultState struct {
@@ -68,11 +72,12 @@ func (s *Server) SetLatency(op string, d time.Duration) {
 	s.latency[op] = d
 }
 
-// faultLocked consumes and returns the injected fault for op, if any.
-func (s *Server) faultLocked(op string) error {
+// faultLocked consumes and returns the injected fault for op, if any, and whether it is
+// answered after the operation took effect.
+func (s *Server) faultLocked(op string) (after bool, err error) {
 	fs, ok := s.faults[op]
 	if !ok {
-		return nil
+		return false, nil
 	}
 	if fs.remaining > 0 {
 		fs.remaining--
@@ -81,5 +86,5 @@ func (s *Server) faultLocked(op string) error {
 		}
 	}
 	f := fs.fault
-	return &apiError{Status: f.Status, Code: f.Code, Message: f.Message}
+	return f.AfterWork, &apiError{Status: f.Status, Code: f.Code, Message: f.Message}
 }

@@ -86,6 +86,7 @@ type Server struct {
 	minute          time.Duration // one minute of deployment configuration
 	rollbackFor     time.Duration // see WithRollbackDuration
 	buckets         map[Category]Bucket
+	oldServiceARNs  bool
 	roles           map[string]*role // by role ARN; fixed after New
 	roleErr         error
 	sink            func(event []byte)
@@ -354,10 +355,14 @@ func (s *Server) invoke(a *account, op string, h func() (any, error)) (any, erro
 		a.throttled[op]++
 		return nil, &apiError{Status: http.StatusBadRequest, Code: "ThrottlingException", Message: "Rate exceeded"}
 	}
-	if err := s.faultLocked(op); err != nil {
-		return nil, err
+	after, fault := s.faultLocked(op)
+	if fault == nil {
+		return h()
 	}
-	return h()
+	if after {
+		_, _ = h()
+	}
+	return nil, fault
 }
 
 // opHandler implements one ECS or ECR operation in an account. It runs with

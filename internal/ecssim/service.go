@@ -370,7 +370,7 @@ func (a *account) createServiceLocked(body []byte, emit bool) (*service, error) 
 	now := a.now()
 	svc := &service{
 		name:           req.ServiceName,
-		arn:            a.arn("service/" + c.name + "/" + req.ServiceName),
+		arn:            a.serviceARN(c.name, req.ServiceName),
 		cluster:        c,
 		status:         statusActive,
 		desiredCount:   desired,
@@ -501,7 +501,7 @@ func (a *account) opDescribeServices(body []byte) (any, error) {
 		if !ok || svc == nil {
 			arn := ref
 			if !strings.HasPrefix(ref, "arn:") {
-				arn = a.arn("service/" + c.name + "/" + ref)
+				arn = a.serviceARN(c.name, ref)
 			}
 			failures = append(failures, map[string]any{"arn": arn, "reason": "MISSING"})
 			continue

@@ -188,6 +188,9 @@ func tagList(tags []any) []any {
 }
 
 func (a *account) opRegisterTaskDefinition(body []byte) (any, error) {
+	if err := validateRegistration(body); err != nil {
+		return nil, err
+	}
 	td, err := a.registerLocked(body)
 	if err != nil {
 		return nil, err
