@@ -58,12 +58,9 @@ func (t *ServiceDeploymentTracker) pauseHooks(ctx context.Context, key ktypes.Na
 	if obs.Status == HookAwaitingAction {
 		next = obs.HookID
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if gk, ok := t.byEnv[key]; ok {
-		if cur, ok := t.groups[gk].items[key]; ok && cur.arn == it.arn {
+	t.schedule().update(key, func(cur *sdItem) {
+		if cur.arn == it.arn {
 			cur.hook = next
-			t.groups[gk].items[key] = cur
 		}
-	}
+	})
 }

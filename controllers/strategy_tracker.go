@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -54,20 +53,11 @@ type ServiceDeploymentTracker struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 
-	mu     sync.Mutex
-	groups map[sdGroupKey]*sdGroup
-	byEnv  map[ktypes.NamespacedName]sdGroupKey
-	wake   chan struct{}
+	sched schedule[sdGroupKey, sdItem]
 }
 
+// sdGroupKey is a Region reached with one role: one look serves its service deployments.
 type sdGroupKey struct{ region, roleARN, externalID string }
-
-type sdGroup struct {
-	target   deployv1.ECSTarget
-	items    map[ktypes.NamespacedName]sdItem
-	interval time.Duration
-	next     time.Time
-}
 
 // sdItem is one followed service deployment; stage and weight are what the status says.
 type sdItem struct {
@@ -77,21 +67,9 @@ type sdItem struct {
 	hook                     string // the pause hook the status says the deployment awaits
 }
 
-func (t *ServiceDeploymentTracker) init() {
-	if t.groups == nil {
-		t.groups = map[sdGroupKey]*sdGroup{}
-		t.byEnv = map[ktypes.NamespacedName]sdGroupKey{}
-		t.wake = make(chan struct{}, 1)
-	}
-	if t.Now == nil {
-		t.Now = time.Now
-	}
-	if t.Initial <= 0 {
-		t.Initial = 5 * time.Second
-	}
-	if t.Max < t.Initial {
-		t.Max = 2 * time.Minute
-	}
+// schedule returns the tracker's schedule, set up with its timing.
+func (t *ServiceDeploymentTracker) schedule() *schedule[sdGroupKey, sdItem] {
+	return t.sched.setup(&t.Initial, &t.Max, &t.Now)
 }
 
 // NeedLeaderElection is true: only the leader, which deploys, follows rollouts.
@@ -99,122 +77,22 @@ func (t *ServiceDeploymentTracker) NeedLeaderElection() bool { return true }
 
 // Follow implements ServiceDeploymentFollower.
 func (t *ServiceDeploymentTracker) Follow(key ktypes.NamespacedName, target deployv1.ECSTarget, d deployv1.Deploy) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.init()
 	gk := sdGroupKey{target.Region, target.RoleARN, target.ExternalID}
-	if old, ok := t.byEnv[key]; ok {
-		if it, ok := t.groups[old].items[key]; ok && old == gk && it.arn == d.ServiceDeploymentARN && it.target.Equal(target) {
-			return
-		}
-		t.unfollowLocked(key)
-	}
-	g := t.groups[gk]
-	if g == nil {
-		g = &sdGroup{target: target, items: map[ktypes.NamespacedName]sdItem{}}
-		t.groups[gk] = g
-	}
-	g.items[key] = sdItem{target: target, arn: d.ServiceDeploymentARN, deploymentID: d.DeploymentID, image: d.Image,
+	it := sdItem{target: target, arn: d.ServiceDeploymentARN, deploymentID: d.DeploymentID, image: d.Image,
 		stage: d.Stage, weight: d.TrafficWeight, hook: awaitedHookID(&d)}
-	t.byEnv[key] = gk
-	g.interval = t.Initial
-	if next := t.Now().Add(t.Initial); g.next.IsZero() || next.Before(g.next) {
-		g.next = next
-	}
-	select {
-	case t.wake <- struct{}{}:
-	default:
-	}
+	t.schedule().add(key, gk, target, it, func(cur sdItem) bool {
+		return cur.arn == d.ServiceDeploymentARN && cur.target.Equal(target)
+	})
 }
 
 // Unfollow implements ServiceDeploymentFollower.
 func (t *ServiceDeploymentTracker) Unfollow(key ktypes.NamespacedName) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.init()
-	t.unfollowLocked(key)
-}
-
-func (t *ServiceDeploymentTracker) unfollowLocked(key ktypes.NamespacedName) {
-	gk, ok := t.byEnv[key]
-	if !ok {
-		return
-	}
-	delete(t.byEnv, key)
-	if g := t.groups[gk]; g != nil {
-		delete(g.items, key)
-		if len(g.items) == 0 {
-			delete(t.groups, gk)
-		}
-	}
+	t.schedule().remove(key)
 }
 
 // Start polls until ctx is done.
 func (t *ServiceDeploymentTracker) Start(ctx context.Context) error {
-	t.mu.Lock()
-	t.init()
-	t.mu.Unlock()
-	for {
-		wait, ok := t.untilNext()
-		var timer <-chan time.Time
-		var tm *time.Timer
-		if ok {
-			tm = time.NewTimer(wait)
-			timer = tm.C
-		}
-		select {
-		case <-ctx.Done():
-			if tm != nil {
-				tm.Stop()
-			}
-			return nil
-		case <-t.wake:
-			if tm != nil {
-				tm.Stop()
-			}
-			continue
-		case <-timer:
-		}
-		for _, g := range t.takeDue() {
-			t.poll(ctx, g)
-		}
-	}
-}
-
-func (t *ServiceDeploymentTracker) untilNext() (time.Duration, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var next time.Time
-	for _, g := range t.groups {
-		if next.IsZero() || g.next.Before(next) {
-			next = g.next
-		}
-	}
-	if next.IsZero() {
-		return 0, false
-	}
-	return max(next.Sub(t.Now()), 0), true
-}
-
-// takeDue returns copies of the groups due now and schedules their next look.
-func (t *ServiceDeploymentTracker) takeDue() []sdGroup {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.Now()
-	var due []sdGroup
-	for _, g := range t.groups {
-		if g.next.After(now) {
-			continue
-		}
-		items := make(map[ktypes.NamespacedName]sdItem, len(g.items))
-		for k, v := range g.items {
-			items[k] = v
-		}
-		due = append(due, sdGroup{target: g.target, items: items})
-		g.interval = min(g.interval*2, t.Max)
-		g.next = now.Add(g.interval)
-	}
-	return due
+	return t.schedule().run(ctx, t.poll)
 }
 
 // sdEnded is a followed service deployment that ended.
@@ -226,7 +104,7 @@ type sdEnded struct {
 }
 
 // poll looks at the service deployments of one Region and role, 20 per call.
-func (t *ServiceDeploymentTracker) poll(ctx context.Context, g sdGroup) {
+func (t *ServiceDeploymentTracker) poll(ctx context.Context, g schedGroup[sdItem]) {
 	api, err := t.ECS(ctx, g.target)
 	if err != nil {
 		t.Log.Error(err, "No ECS client for following service deployments", "region", g.target.Region)
@@ -320,14 +198,11 @@ func (t *ServiceDeploymentTracker) progress(ctx context.Context, key ktypes.Name
 		t.Log.Error(err, "Recording the progress of a service deployment failed; trying again later", "environment", key)
 		return
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if gk, ok := t.byEnv[key]; ok {
-		if cur, ok := t.groups[gk].items[key]; ok && cur.arn == it.arn {
+	t.schedule().update(key, func(cur *sdItem) {
+		if cur.arn == it.arn {
 			cur.stage, cur.weight = p.Stage, p.TrafficWeight
-			t.groups[gk].items[key] = cur
 		}
-	}
+	})
 }
 
 // replacedBy returns the service deployment of the same service created after sd, if any: a
@@ -369,11 +244,7 @@ func (t *ServiceDeploymentTracker) addDigests(ctx context.Context, api ECSAPI, e
 
 // unfollowIf stops following key if it still follows arn.
 func (t *ServiceDeploymentTracker) unfollowIf(key ktypes.NamespacedName, arn string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if gk, ok := t.byEnv[key]; ok && t.groups[gk].items[key].arn == arn {
-		t.unfollowLocked(key)
-	}
+	t.schedule().removeIf(key, func(cur sdItem) bool { return cur.arn == arn })
 }
 
 // evaluateServiceDeployment says whether service deployment sd has ended, and how.

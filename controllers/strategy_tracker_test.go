@@ -128,20 +128,21 @@ func TestServiceDeploymentTrackerBatchesAndWritesEachChangeOnce(t *testing.T) {
 	g.Expect(obs.ImageDigest).To(HavePrefix("sha256:"))
 	g.Expect(sim.Calls("DescribeServiceRevisions")).To(BeNumerically("<=", 2), "digests read 20 revisions per call")
 
-	_, ok := tr.untilNext()
+	_, ok := tr.schedule().untilNext()
 	g.Expect(ok).To(BeFalse(), "nothing in progress: nothing to look at")
 }
 
 // takeDueAt returns every group (all true: as if all were due) for a test that drives polls.
-func (t *ServiceDeploymentTracker) takeDueAt(all bool) []sdGroup {
-	t.mu.Lock()
-	for _, g := range t.groups {
+func (t *ServiceDeploymentTracker) takeDueAt(all bool) []schedGroup[sdItem] {
+	s := t.schedule()
+	s.mu.Lock()
+	for _, g := range s.groups {
 		if all {
 			g.next = time.Time{}
 		}
 	}
-	t.mu.Unlock()
-	return t.takeDue()
+	s.mu.Unlock()
+	return s.takeDue()
 }
 
 func TestEvaluateServiceDeployment(t *testing.T) {

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -37,20 +36,11 @@ type PollingTracker struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 
-	mu     sync.Mutex
-	groups map[trackGroupKey]*trackGroup
-	byEnv  map[ktypes.NamespacedName]trackGroupKey
-	wake   chan struct{}
+	sched schedule[trackGroupKey, trackedDeployment]
 }
 
+// trackGroupKey is a cluster, reached with one role: one look serves its services.
 type trackGroupKey struct{ region, roleARN, externalID, cluster string }
-
-type trackGroup struct {
-	target   deployv1.ECSTarget
-	items    map[ktypes.NamespacedName]trackedDeployment
-	interval time.Duration
-	next     time.Time
-}
 
 type trackedDeployment struct {
 	service, deploymentID, taskDefinitionARN string
@@ -60,21 +50,9 @@ type trackedDeployment struct {
 	previousTaskDefinitionARN string
 }
 
-func (t *PollingTracker) init() {
-	if t.groups == nil {
-		t.groups = map[trackGroupKey]*trackGroup{}
-		t.byEnv = map[ktypes.NamespacedName]trackGroupKey{}
-		t.wake = make(chan struct{}, 1)
-	}
-	if t.Now == nil {
-		t.Now = time.Now
-	}
-	if t.Initial <= 0 {
-		t.Initial = 5 * time.Second
-	}
-	if t.Max < t.Initial {
-		t.Max = 2 * time.Minute
-	}
+// schedule returns the tracker's schedule, set up with its timing.
+func (t *PollingTracker) schedule() *schedule[trackGroupKey, trackedDeployment] {
+	return t.sched.setup(&t.Initial, &t.Max, &t.Now)
 }
 
 // NeedLeaderElection is true: only the leader, which deploys, follows rollouts.
@@ -83,125 +61,24 @@ func (t *PollingTracker) NeedLeaderElection() bool { return true }
 // Track follows deploymentID of the Environment key until it ends. Tracking the same
 // deployment again changes nothing; a new deployment replaces the old one.
 func (t *PollingTracker) Track(key ktypes.NamespacedName, target deployv1.ECSTarget, deploymentID, taskDefinitionARN, previousTaskDefinitionARN string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.init()
 	gk := trackGroupKey{target.Region, target.RoleARN, target.ExternalID, target.Cluster}
 	want := trackedDeployment{service: target.Service, deploymentID: deploymentID, taskDefinitionARN: taskDefinitionARN,
 		container: target.Primary(), previousTaskDefinitionARN: previousTaskDefinitionARN}
-	if old, ok := t.byEnv[key]; ok {
-		if old == gk && t.groups[gk].items[key] == want {
-			return
-		}
-		t.untrackLocked(key)
-	}
-	g := t.groups[gk]
-	if g == nil {
-		g = &trackGroup{target: target, items: map[ktypes.NamespacedName]trackedDeployment{}}
-		t.groups[gk] = g
-	}
-	g.items[key] = want
-	t.byEnv[key] = gk
-	// A new deployment gets a first look soon, and the cluster's interval starts again.
-	g.interval = t.Initial
-	if next := t.Now().Add(t.Initial); g.next.IsZero() || next.Before(g.next) {
-		g.next = next
-	}
-	select {
-	case t.wake <- struct{}{}:
-	default:
-	}
+	t.schedule().add(key, gk, target, want, func(cur trackedDeployment) bool { return cur == want })
 }
 
 // Untrack stops following the Environment key.
 func (t *PollingTracker) Untrack(key ktypes.NamespacedName) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.init()
-	t.untrackLocked(key)
-}
-
-func (t *PollingTracker) untrackLocked(key ktypes.NamespacedName) {
-	gk, ok := t.byEnv[key]
-	if !ok {
-		return
-	}
-	delete(t.byEnv, key)
-	if g := t.groups[gk]; g != nil {
-		delete(g.items, key)
-		if len(g.items) == 0 {
-			delete(t.groups, gk)
-		}
-	}
+	t.schedule().remove(key)
 }
 
 // Start polls until ctx is done.
 func (t *PollingTracker) Start(ctx context.Context) error {
-	t.mu.Lock()
-	t.init()
-	t.mu.Unlock()
-	for {
-		wait, ok := t.untilNext()
-		var timer <-chan time.Time
-		var tm *time.Timer
-		if ok {
-			tm = time.NewTimer(wait)
-			timer = tm.C
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.wake:
-			if tm != nil {
-				tm.Stop()
-			}
-			continue
-		case <-timer:
-		}
-		for _, g := range t.takeDue() {
-			t.poll(ctx, g)
-		}
-	}
-}
-
-func (t *PollingTracker) untilNext() (time.Duration, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var next time.Time
-	for _, g := range t.groups {
-		if next.IsZero() || g.next.Before(next) {
-			next = g.next
-		}
-	}
-	if next.IsZero() {
-		return 0, false
-	}
-	return max(next.Sub(t.Now()), 0), true
-}
-
-// takeDue returns copies of the groups due now and schedules their next look.
-func (t *PollingTracker) takeDue() []trackGroup {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.Now()
-	var due []trackGroup
-	for _, g := range t.groups {
-		if g.next.After(now) {
-			continue
-		}
-		items := make(map[ktypes.NamespacedName]trackedDeployment, len(g.items))
-		for k, v := range g.items {
-			items[k] = v
-		}
-		due = append(due, trackGroup{target: g.target, items: items})
-		g.interval = min(g.interval*2, t.Max)
-		g.next = now.Add(g.interval)
-	}
-	return due
+	return t.schedule().run(ctx, t.poll)
 }
 
 // poll looks at the services of one cluster, ten per call.
-func (t *PollingTracker) poll(ctx context.Context, g trackGroup) {
+func (t *PollingTracker) poll(ctx context.Context, g schedGroup[trackedDeployment]) {
 	api, err := t.ECS(ctx, g.target)
 	if err != nil {
 		t.Log.Error(err, "No ECS client for rollout tracking", "region", g.target.Region)
@@ -259,11 +136,7 @@ func (t *PollingTracker) poll(ctx context.Context, g trackGroup) {
 
 // untrackIf stops following key if it still follows d (and not a newer deployment).
 func (t *PollingTracker) untrackIf(key ktypes.NamespacedName, d trackedDeployment) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if gk, ok := t.byEnv[key]; ok && t.groups[gk].items[key] == d {
-		t.untrackLocked(key)
-	}
+	t.schedule().removeIf(key, func(cur trackedDeployment) bool { return cur == d })
 }
 
 // evaluateRollout says whether deployment d of svc has ended, and how. A deployment still
