@@ -235,13 +235,7 @@ func (v *AccountView) FailDeployment(cluster, service, reason string) error {
 		p.sd.rollingDoneLocked(true, reason, nil, now)
 		return nil
 	}
-	var previous *deployment
-	for _, d := range svc.deployments[1:] {
-		if d.rolloutState != RolloutFailed {
-			previous = d
-			break
-		}
-	}
+	previous := svc.previousDeployment()
 	if previous == nil {
 		p.sd.rollingDoneLocked(true, reason, nil, now)
 		return nil

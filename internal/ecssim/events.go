@@ -27,16 +27,38 @@ const (
 //	 "detail":{"eventType":"INFO","eventName":"SERVICE_DEPLOYMENT_COMPLETED",
 //	           "deploymentId":"ecs-svc/123","updatedAt":"2020-05-23T11:11:11Z",
 //	           "reason":"ECS deployment ecs-svc/123 completed."}}
-type DeploymentEvent struct {
-	Version    string                `json:"version"`
-	ID         string                `json:"id"`
-	DetailType string                `json:"detail-type"`
-	Source     string                `json:"source"`
-	Account    string                `json:"account"`
-	Time       string                `json:"time"`
-	Region     string                `json:"region"`
-	Resources  []string              `json:"resources"`
-	Detail     DeploymentEventDetail `json:"detail"`
+type DeploymentEvent = Event[DeploymentEventDetail]
+
+// Event is the EventBridge envelope of an event ECS sends, with its detail D.
+type Event[D any] struct {
+	Version    string   `json:"version"`
+	ID         string   `json:"id"`
+	DetailType string   `json:"detail-type"`
+	Source     string   `json:"source"`
+	Account    string   `json:"account"`
+	Time       string   `json:"time"`
+	Region     string   `json:"region"`
+	Resources  []string `json:"resources"`
+	Detail     D        `json:"detail"`
+}
+
+// queueEventLocked queues an ECS event of detailType about resource, sent at.
+func queueEventLocked[D any](a *account, detailType string, at time.Time, resource string, detail D) {
+	b, err := json.Marshal(Event[D]{
+		Version:    "0",
+		ID:         newRequestID(),
+		DetailType: detailType,
+		Source:     "aws.ecs",
+		Account:    a.id,
+		Time:       at.UTC().Format(time.RFC3339),
+		Region:     a.srv.region,
+		Resources:  []string{resource},
+		Detail:     detail,
+	})
+	if err != nil {
+		return // cannot happen: only strings
+	}
+	a.srv.events = append(a.srv.events, b)
 }
 
 // DeploymentEventDetail is the detail of a DeploymentEvent.
@@ -160,19 +182,5 @@ func (a *account) emitLocked(svc *service, d *deployment) {
 	default:
 		return
 	}
-	b, err := json.Marshal(DeploymentEvent{
-		Version:    "0",
-		ID:         newRequestID(),
-		DetailType: DeploymentEventDetailType,
-		Source:     "aws.ecs",
-		Account:    a.id,
-		Time:       d.updatedAt.UTC().Format(time.RFC3339),
-		Region:     s.region,
-		Resources:  []string{svc.arn},
-		Detail:     detail,
-	})
-	if err != nil {
-		return // cannot happen: only strings
-	}
-	s.events = append(s.events, b)
+	queueEventLocked(a, DeploymentEventDetailType, d.updatedAt, svc.arn, detail)
 }

@@ -271,17 +271,7 @@ func (a *account) opContinueServiceDeployment(body []byte) (any, error) {
 // status, expiresAt, timeoutAction) plus serviceDeploymentArn and
 // lifecycleStage, the values a consumer needs to call
 // ContinueServiceDeployment. Only detail-type and eventName are confirmed.
-type HookEvent struct {
-	Version    string          `json:"version"`
-	ID         string          `json:"id"`
-	DetailType string          `json:"detail-type"`
-	Source     string          `json:"source"`
-	Account    string          `json:"account"`
-	Time       string          `json:"time"`
-	Region     string          `json:"region"`
-	Resources  []string        `json:"resources"`
-	Detail     HookEventDetail `json:"detail"`
-}
+type HookEvent = Event[HookEventDetail]
 
 // HookEventDetail is the detail of a HookEvent.
 type HookEventDetail struct {
@@ -304,30 +294,17 @@ func (a *account) emitHookLocked(sd *serviceDeployment, h *hookRun) {
 		return
 	}
 	const layout = "2006-01-02T15:04:05.000Z"
-	b, err := json.Marshal(HookEvent{
-		Version:    "0",
-		ID:         newRequestID(),
-		DetailType: HookEventDetailType,
-		Source:     "aws.ecs",
-		Account:    a.id,
-		Time:       h.updatedAt.UTC().Format(time.RFC3339),
-		Region:     s.region,
-		Resources:  []string{sd.svc.arn},
-		Detail: HookEventDetail{
-			EventType:            "INFO",
-			EventName:            EventHookAwaitingAction,
-			ServiceDeploymentARN: sd.arn,
-			HookID:               h.id,
-			TargetType:           HookTargetPause,
-			LifecycleStage:       h.stage,
-			Status:               h.status,
-			ExpiresAt:            h.expiresAt.UTC().Format(layout),
-			TimeoutAction:        h.timeoutAction,
-			UpdatedAt:            h.updatedAt.UTC().Format(layout),
-		},
-	})
-	if err != nil {
-		return
+	detail := HookEventDetail{
+		EventType:            "INFO",
+		EventName:            EventHookAwaitingAction,
+		ServiceDeploymentARN: sd.arn,
+		HookID:               h.id,
+		TargetType:           HookTargetPause,
+		LifecycleStage:       h.stage,
+		Status:               h.status,
+		ExpiresAt:            h.expiresAt.UTC().Format(layout),
+		TimeoutAction:        h.timeoutAction,
+		UpdatedAt:            h.updatedAt.UTC().Format(layout),
 	}
-	s.events = append(s.events, b)
+	queueEventLocked(a, HookEventDetailType, h.updatedAt, sd.svc.arn, detail)
 }

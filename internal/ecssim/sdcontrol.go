@@ -137,13 +137,7 @@ func (a *account) rollBackRollingLocked(sd *serviceDeployment, reason string, no
 	if p != sd.d || p.rolloutState != RolloutInProgress {
 		return errConflict("Service deployment %s is no longer the service's deployment in progress.", sd.arn)
 	}
-	var previous *deployment
-	for _, d := range svc.deployments[1:] {
-		if d.rolloutState != RolloutFailed {
-			previous = d
-			break
-		}
-	}
+	previous := svc.previousDeployment()
 	if previous == nil {
 		return errConflict("Service deployment %s has no previous revision to roll back to.", sd.arn)
 	}
@@ -268,3 +262,14 @@ func (s *Server) FailRollback(cluster, service string) error {
 // SetAlarm sets a CloudWatch alarm of the default account; see
 // AccountView.SetAlarm.
 func (s *Server) SetAlarm(name string, inAlarm bool) { s.DefaultAccount().SetAlarm(name, inAlarm) }
+
+// previousDeployment returns the newest deployment before the primary one that did not fail
+// (the one a rollback returns to), or nil.
+func (s *service) previousDeployment() *deployment {
+	for _, d := range s.deployments[1:] {
+		if d.rolloutState != RolloutFailed {
+			return d
+		}
+	}
+	return nil
+}

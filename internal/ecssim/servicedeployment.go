@@ -274,19 +274,7 @@ func errConflict(format string, args ...any) *apiError {
 
 // serviceDeploymentLocked resolves a service deployment ARN.
 func (a *account) serviceDeploymentLocked(arn string) (*serviceDeployment, bool) {
-	rest, ok := strings.CutPrefix(arn, a.arn("service-deployment/"))
-	if !ok {
-		return nil, false
-	}
-	parts := strings.Split(rest, "/")
-	if len(parts) != 3 {
-		return nil, false
-	}
-	c, ok := a.clusters[parts[0]]
-	if !ok {
-		return nil, false
-	}
-	svc, ok := c.services[parts[1]]
+	svc, ok := a.serviceOfARNLocked(arn, "service-deployment/")
 	if !ok {
 		return nil, false
 	}
@@ -299,7 +287,22 @@ func (a *account) serviceDeploymentLocked(arn string) (*serviceDeployment, bool)
 }
 
 func (a *account) revisionLocked(arn string) (*serviceRevision, bool) {
-	rest, ok := strings.CutPrefix(arn, a.arn("service-revision/"))
+	svc, ok := a.serviceOfARNLocked(arn, "service-revision/")
+	if !ok {
+		return nil, false
+	}
+	for _, r := range svc.revisions {
+		if r.arn == arn {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// serviceOfARNLocked resolves the service of an ARN of the form
+// arn:…:<kind><cluster>/<service>/<id>, as service deployments and revisions have.
+func (a *account) serviceOfARNLocked(arn, kind string) (*service, bool) {
+	rest, ok := strings.CutPrefix(arn, a.arn(kind))
 	if !ok {
 		return nil, false
 	}
@@ -312,15 +315,7 @@ func (a *account) revisionLocked(arn string) (*serviceRevision, bool) {
 		return nil, false
 	}
 	svc, ok := c.services[parts[1]]
-	if !ok {
-		return nil, false
-	}
-	for _, r := range svc.revisions {
-		if r.arn == arn {
-			return r, true
-		}
-	}
-	return nil, false
+	return svc, ok
 }
 
 func (a *account) opListServiceDeployments(body []byte) (any, error) {
