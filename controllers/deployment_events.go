@@ -121,14 +121,7 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *eventbridge.Event, sc
 			return code, resp
 		}
 	}
-	switch {
-	case len(resp.Updated) > 0:
-		resp.Result = eventbridge.ResultRecorded
-	case len(resp.Duplicate) > 0:
-		resp.Result = eventbridge.ResultDuplicate
-	default:
-		resp.Result, resp.Message = eventbridge.ResultNoMatch, "no Environment is rolling out this deployment"
-	}
+	sumUp(&resp, "no Environment is rolling out this deployment")
 	return http.StatusOK, resp
 }
 
@@ -172,12 +165,7 @@ func (d *DeploymentEvents) early(ctx context.Context, ev *eventbridge.Event, obs
 
 // list lists the cached Environments in scope whose field index has value.
 func (d *DeploymentEvents) list(ctx context.Context, index, value string, scope eventbridge.Scope) (*deployv1.EnvironmentList, error) {
-	list := &deployv1.EnvironmentList{}
-	opts := []client.ListOption{client.MatchingFields{index: value}}
-	if !scope.All() {
-		opts = append(opts, client.InNamespace(scope.Namespace))
-	}
-	return list, d.Cache.List(ctx, list, opts...)
+	return listInScope(ctx, d.Cache, index, value, scope)
 }
 
 // record records obs on env (as read from the cache or the API server) and notes it in resp

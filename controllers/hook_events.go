@@ -135,12 +135,8 @@ func (h *HookEvents) Handle(ctx context.Context, ev *eventbridge.Event, scope ev
 		resp.Result, resp.Message = eventbridge.ResultIgnored, "only pause hooks (targetType PAUSE) await an answer; this is a "+targetType+" hook"
 		return http.StatusOK, resp
 	}
-	list := &deployv1.EnvironmentList{}
-	opts := []client.ListOption{client.MatchingFields{ServiceIndex: serviceName(serviceARN)}}
-	if !scope.All() {
-		opts = append(opts, client.InNamespace(scope.Namespace))
-	}
-	if err := h.Cache.List(ctx, list, opts...); err != nil {
+	list, err := listInScope(ctx, h.Cache, ServiceIndex, serviceName(serviceARN), scope)
+	if err != nil {
 		resp.Error = "listing Environments failed; retry"
 		return http.StatusServiceUnavailable, resp
 	}
@@ -164,13 +160,29 @@ func (h *HookEvents) Handle(ctx context.Context, ev *eventbridge.Event, scope ev
 			resp.Duplicate = append(resp.Duplicate, key.String())
 		}
 	}
+	sumUp(&resp, "no Environment is rolling out this service deployment")
+	return http.StatusOK, resp
+}
+
+// listInScope lists the Environments in scope whose field index has value.
+func listInScope(ctx context.Context, c client.Reader, index, value string, scope eventbridge.Scope) (*deployv1.EnvironmentList, error) {
+	list := &deployv1.EnvironmentList{}
+	opts := []client.ListOption{client.MatchingFields{index: value}}
+	if !scope.All() {
+		opts = append(opts, client.InNamespace(scope.Namespace))
+	}
+	return list, c.List(ctx, list, opts...)
+}
+
+// sumUp sets the result of an ECS event from the Environments that recorded it (recorded),
+// had it already (duplicate) or none (no-match, with noMatch as the message).
+func sumUp(resp *eventbridge.Response, noMatch string) {
 	switch {
 	case len(resp.Updated) > 0:
 		resp.Result = eventbridge.ResultRecorded
 	case len(resp.Duplicate) > 0:
 		resp.Result = eventbridge.ResultDuplicate
 	default:
-		resp.Result, resp.Message = eventbridge.ResultNoMatch, "no Environment is rolling out this service deployment"
+		resp.Result, resp.Message = eventbridge.ResultNoMatch, noMatch
 	}
-	return http.StatusOK, resp
 }
