@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ktypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -408,19 +407,11 @@ type HookRecorder struct {
 // RecordHook applies obs to the Environment key.
 func (r *HookRecorder) RecordHook(ctx context.Context, key ktypes.NamespacedName, obs HookObservation) (HookOutcome, error) {
 	var outcome HookOutcome
-	var env *deployv1.Environment
 	var before *deployv1.AwaitingHook
-	err := retry.OnError(recordBackoff, apierrors.IsConflict, func() error {
-		env = &deployv1.Environment{}
-		if err := r.Reader.Get(ctx, key, env); err != nil {
-			return err
-		}
-		base := env.DeepCopy()
-		before = AwaitedHook(base)
-		if outcome = ApplyHook(env, obs); outcome != HookApplied {
-			return nil
-		}
-		return r.Writer.Status().Patch(ctx, env, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	env, err := patchLiveStatus(ctx, r.Reader, r.Writer, key, func(env *deployv1.Environment) bool {
+		before = AwaitedHook(env).DeepCopy()
+		outcome = ApplyHook(env, obs)
+		return outcome == HookApplied
 	})
 	if apierrors.IsNotFound(err) {
 		return HookNoMatch, nil

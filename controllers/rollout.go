@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -112,17 +110,9 @@ var recordBackoff = wait.Backoff{Steps: 20, Duration: 5 * time.Millisecond, Fact
 // Environment's newest or that already ended, so duplicate and late reports are harmless.
 func (r *RolloutRecorder) Record(ctx context.Context, key types.NamespacedName, obs RolloutObservation) (bool, error) {
 	var changed bool
-	var env *deployv1.Environment
-	err := retry.OnError(recordBackoff, apierrors.IsConflict, func() error {
-		env = &deployv1.Environment{}
-		if err := r.Reader.Get(ctx, key, env); err != nil {
-			return err
-		}
-		base := env.DeepCopy()
-		if changed = ApplyRollout(env, obs); !changed {
-			return nil
-		}
-		return r.Writer.Status().Patch(ctx, env, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	env, err := patchLiveStatus(ctx, r.Reader, r.Writer, key, func(env *deployv1.Environment) bool {
+		changed = ApplyRollout(env, obs)
+		return changed
 	})
 	if err != nil || !changed {
 		return false, client.IgnoreNotFound(err)
@@ -204,16 +194,9 @@ func ApplyProgress(env *deployv1.Environment, p RolloutProgress) bool {
 // not about its newest deploy or changes nothing.
 func (r *RolloutRecorder) Progress(ctx context.Context, key types.NamespacedName, p RolloutProgress) (bool, error) {
 	var changed bool
-	err := retry.OnError(recordBackoff, apierrors.IsConflict, func() error {
-		env := &deployv1.Environment{}
-		if err := r.Reader.Get(ctx, key, env); err != nil {
-			return err
-		}
-		base := env.DeepCopy()
-		if changed = ApplyProgress(env, p); !changed {
-			return nil
-		}
-		return r.Writer.Status().Patch(ctx, env, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	_, err := patchLiveStatus(ctx, r.Reader, r.Writer, key, func(env *deployv1.Environment) bool {
+		changed = ApplyProgress(env, p)
+		return changed
 	})
 	if err != nil {
 		return false, client.IgnoreNotFound(err)

@@ -23,11 +23,8 @@ func workerImage(tag string) string {
 // and worker (built together) and a log router nobody builds.
 func (h *harness) seedSetService(cluster, service, webImage, workerImg string) string {
 	h.t.Helper()
-	family := cluster + "-" + service
-	acct := h.sim.DefaultAccount()
-	_ = acct.SeedCluster(cluster)
-	td := map[string]any{
-		"family": family, "networkMode": "awsvpc", "requiresCompatibilities": []string{"FARGATE"}, "cpu": "512", "memory": "1024",
+	return h.seedTaskService(h.sim.DefaultAccount(), cluster, service, map[string]any{
+		"networkMode": "awsvpc", "requiresCompatibilities": []string{"FARGATE"}, "cpu": "512", "memory": "1024",
 		"containerDefinitions": []any{
 			map[string]any{"name": "web", "image": webImage, "essential": true,
 				"portMappings": []any{map[string]any{"containerPort": 8080, "protocol": "tcp"}}},
@@ -36,13 +33,7 @@ func (h *harness) seedSetService(cluster, service, webImage, workerImg string) s
 			map[string]any{"name": "log-router", "image": logRouterImage, "essential": false},
 		},
 		"tags": []any{map[string]any{"key": "team", "value": "shop"}},
-	}
-	raw, err := json.Marshal(td)
-	h.g.Expect(err).NotTo(HaveOccurred())
-	_, err = acct.SeedTaskDefinition(raw)
-	h.g.Expect(err).NotTo(HaveOccurred())
-	h.g.Expect(acct.SeedService(cluster, service, family, 2)).To(Succeed())
-	return family
+	})
 }
 
 // setBody is the manifest of build n with an image for web (image) and, when workerImg is

@@ -191,10 +191,7 @@ func (h *harness) seedService(cluster, service, image string) string {
 // seedServiceIn seeds the service in one account of the simulator.
 func (h *harness) seedServiceIn(acct *ecssim.AccountView, cluster, service, image string) string {
 	h.t.Helper()
-	family := cluster + "-" + service
-	_ = acct.SeedCluster(cluster)
-	td := map[string]any{
-		"family":                  family,
+	return h.seedTaskService(acct, cluster, service, map[string]any{
 		"taskRoleArn":             "arn:aws:iam::123456789012:role/" + service + "-task",
 		"executionRoleArn":        "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
 		"networkMode":             "awsvpc",
@@ -224,7 +221,16 @@ func (h *harness) seedServiceIn(acct *ecssim.AccountView, cluster, service, imag
 			},
 		},
 		"tags": []any{map[string]any{"key": "team", "value": "shop"}},
-	}
+	})
+}
+
+// seedTaskService creates cluster/service with two tasks of task definition td, whose family
+// it sets to cluster-service, and returns the family.
+func (h *harness) seedTaskService(acct *ecssim.AccountView, cluster, service string, td map[string]any) string {
+	h.t.Helper()
+	family := cluster + "-" + service
+	_ = acct.SeedCluster(cluster)
+	td["family"] = family
 	raw, err := json.Marshal(td)
 	h.g.Expect(err).NotTo(HaveOccurred())
 	_, err = acct.SeedTaskDefinition(raw)
