@@ -409,22 +409,13 @@ func (a *account) opDescribeServiceDeployments(body []byte) (any, error) {
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
-	switch {
-	case len(req.ARNs) == 0:
-		return nil, errInvalidParameter("serviceDeploymentArns cannot be empty.")
-	case len(req.ARNs) > 20:
-		return nil, errInvalidParameter("serviceDeploymentArns cannot have more than 20 elements.")
-	}
-	docs, failures := []any{}, []any{}
-	for _, arn := range req.ARNs {
+	return describeARNs(req.ARNs, "serviceDeploymentArns", "serviceDeployments", func(arn string) (map[string]any, bool) {
 		sd, ok := a.serviceDeploymentLocked(arn)
 		if !ok {
-			failures = append(failures, map[string]any{"arn": arn, "reason": "MISSING"})
-			continue
+			return nil, false
 		}
-		docs = append(docs, sd.doc())
-	}
-	return map[string]any{"serviceDeployments": docs, "failures": failures}, nil
+		return sd.doc(), true
+	})
 }
 
 func (a *account) opDescribeServiceRevisions(body []byte) (any, error) {
@@ -434,22 +425,34 @@ func (a *account) opDescribeServiceRevisions(body []byte) (any, error) {
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
+	return describeARNs(req.ARNs, "serviceRevisionArns", "serviceRevisions", func(arn string) (map[string]any, bool) {
+		rev, ok := a.revisionLocked(arn)
+		if !ok {
+			return nil, false
+		}
+		return rev.doc(), true
+	})
+}
+
+// describeARNs answers a Describe… call for arns, the request field field (up to 20): under
+// key the document doc finds for each ARN, and a MISSING failure for each it does not find.
+func describeARNs(arns []string, field, key string, doc func(arn string) (map[string]any, bool)) (any, error) {
 	switch {
-	case len(req.ARNs) == 0:
-		return nil, errInvalidParameter("serviceRevisionArns cannot be empty.")
-	case len(req.ARNs) > 20:
-		return nil, errInvalidParameter("serviceRevisionArns cannot have more than 20 elements.")
+	case len(arns) == 0:
+		return nil, errInvalidParameter("%s cannot be empty.", field)
+	case len(arns) > 20:
+		return nil, errInvalidParameter("%s cannot have more than 20 elements.", field)
 	}
 	docs, failures := []any{}, []any{}
-	for _, arn := range req.ARNs {
-		rev, ok := a.revisionLocked(arn)
+	for _, arn := range arns {
+		d, ok := doc(arn)
 		if !ok {
 			failures = append(failures, map[string]any{"arn": arn, "reason": "MISSING"})
 			continue
 		}
-		docs = append(docs, rev.doc())
+		docs = append(docs, d)
 	}
-	return map[string]any{"serviceRevisions": docs, "failures": failures}, nil
+	return map[string]any{key: docs, "failures": failures}, nil
 }
 
 func (rev *serviceRevision) doc() map[string]any {
