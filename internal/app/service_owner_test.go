@@ -91,7 +91,10 @@ func TestOneEnvironmentPerServiceHoweverSpelled(t *testing.T) {
 		WithTransform(rolloutResult, Equal(deployv1.ResultCompleted)),
 		WithTransform(readyReason, Equal("True/"+deployv1.ReasonDeployed))))
 	g.Expect(h.webImage("prod", "shop-api")).To(Equal(b.Image))
-	g.Eventually(h.env("b-new-arn"), timeout, poll).Should(WithTransform(deployedImage, Equal(image("pin"))))
+	// The rollout on shop-web has ended (its tracker makes no call after this).
+	g.Eventually(h.env("b-new-arn"), timeout, poll).Should(And(
+		WithTransform(deployedImage, Equal(image("pin"))),
+		WithTransform(rolloutResult, Equal(deployv1.ResultCompleted))))
 	g.Expect(h.webImage("prod", "shop-web")).To(Equal(image("pin")))
 
 	// Moving onto a service an older Environment owns: no ECS call, Stalled.
