@@ -24,6 +24,8 @@ type ReceiverOptions struct {
 	Burst int
 	// ReadHeaderTimeout is receiver.DefaultReadHeaderTimeout when zero.
 	ReadHeaderTimeout time.Duration
+	// ReadTimeout is receiver.DefaultReadTimeout when zero.
+	ReadTimeout time.Duration
 	// TLSCertFile and TLSKeyFile serve HTTPS (reloaded when they change); EnableHTTP2 allows
 	// HTTP/2.
 	TLSCertFile, TLSKeyFile string
@@ -75,6 +77,7 @@ func addReceiver(mgr ctrl.Manager, opts Options) error {
 		Handler:           receiver.NewMux(handler),
 		Log:               log,
 		ReadHeaderTimeout: ro.ReadHeaderTimeout,
+		ReadTimeout:       ro.ReadTimeout,
 		TLSCertFile:       ro.TLSCertFile,
 		TLSKeyFile:        ro.TLSKeyFile,
 		EnableHTTP2:       ro.EnableHTTP2,

@@ -60,16 +60,16 @@ func TestReceiverAnswersEachErrorWithItsStatusAndWritesNothing(t *testing.T) {
 	}{
 		{name: "GET", method: http.MethodGet, code: http.StatusMethodNotAllowed, errSubstr: "POST"},
 		{name: "PUT", method: http.MethodPut, body: good.body(), code: http.StatusMethodNotAllowed},
-		{name: "no signature", body: good.body(), code: http.StatusUnauthorized, errSubstr: "missing"},
+		{name: "no signature", body: good.body(), code: http.StatusUnauthorized, errSubstr: receiver.AuthFailedMessage},
 		{name: "wrong key", body: good.body(), sign: func(b []byte) func(*http.Request) {
 			return signed(b, []byte("another-key-0123456789abcdef"), now)
-		}, code: http.StatusUnauthorized, errSubstr: "does not match"},
+		}, code: http.StatusUnauthorized, errSubstr: receiver.AuthFailedMessage},
 		{name: "stale timestamp", body: good.body(), sign: func(b []byte) func(*http.Request) {
 			return signed(b, testKey, now.Add(-6*time.Minute))
-		}, code: http.StatusUnauthorized, errSubstr: "window"},
+		}, code: http.StatusUnauthorized, errSubstr: receiver.AuthFailedMessage},
 		{name: "future timestamp", body: good.body(), sign: func(b []byte) func(*http.Request) {
 			return signed(b, testKey, now.Add(6*time.Minute))
-		}, code: http.StatusUnauthorized, errSubstr: "window"},
+		}, code: http.StatusUnauthorized, errSubstr: receiver.AuthFailedMessage},
 		{name: "body changed after signing", body: good.body(), sign: func(b []byte) func(*http.Request) {
 			return signed(newBuild(10).body(), testKey, now)
 		}, code: http.StatusUnauthorized},

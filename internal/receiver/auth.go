@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"net/http"
 	"strings"
 )
 
@@ -24,7 +25,20 @@ var (
 	ErrMissingAPIKey   = errors.New("missing API key (" + APIKeyHeader + " header or basic auth)")
 	ErrMalformedAPIKey = errors.New("malformed API key or basic auth")
 	ErrAPIKeyMismatch  = errors.New("API key does not match")
+	// ErrRepeatedAPIKey: more than one X-Autodeploy-Api-Key or Authorization header; which
+	// one counts would be a guess, so none does.
+	ErrRepeatedAPIKey = errors.New("repeated " + APIKeyHeader + " or Authorization header")
+	// ErrRepeatedSignature: more than one signature or timestamp header.
+	ErrRepeatedSignature = errors.New("repeated signature or timestamp header")
 )
+
+// AuthFailedMessage is the one answer (401) to every request that fails authentication,
+// whatever the reason: a missing, malformed, repeated, stale or wrong signature or key, or a
+// namespace without keys. The reason goes to the log and the auth failure metric only.
+const AuthFailedMessage = "authentication failed: this path needs a valid signature (manifests) or API key (events); the receiver's log has the reason"
+
+// repeated reports whether header name appears more than once in h.
+func repeated(h http.Header, name string) bool { return len(h.Values(name)) > 1 }
 
 // ParseAPIKey returns the key presented in the X-Autodeploy-Api-Key header value, or else in
 // the Authorization header value as HTTP Basic credentials with user "autodeploy".

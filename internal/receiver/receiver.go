@@ -100,16 +100,15 @@ type Handler struct {
 	Now func() time.Time
 
 	once       sync.Once
-	mux        *http.ServeMux
 	routes     map[EventKind]EventRoute
 	signatures *seenSet
 	eventIDs   *seenSet
 }
 
 // NewMux returns the receiver's routes served by h.
-func NewMux(h *Handler) *http.ServeMux {
+func NewMux(h *Handler) http.Handler {
 	h.init()
-	return h.mux
+	return h
 }
 
 func (h *Handler) init() {
@@ -123,18 +122,6 @@ func (h *Handler) init() {
 		for _, r := range h.EventRoutes {
 			h.routes[r.Kind] = r
 		}
-		h.mux = http.NewServeMux()
-		h.mux.HandleFunc(ManifestPath, func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, false, "") })
-		h.mux.HandleFunc(EventsPath, func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, true, "") })
-		h.mux.HandleFunc(NamespacedManifestPath, func(w http.ResponseWriter, r *http.Request) {
-			h.serve(w, r, false, r.PathValue("namespace"))
-		})
-		h.mux.HandleFunc(NamespacedEventsPath, func(w http.ResponseWriter, r *http.Request) {
-			h.serve(w, r, true, r.PathValue("namespace"))
-		})
-		h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-			write(w, &answer{code: http.StatusNotFound, resp: Response{Updated: []string{}, Error: "not found: POST to " + ManifestPath + ", " + EventsPath + " or their /v1/namespaces/<namespace>/ forms"}})
-		})
 	})
 }
 
@@ -145,10 +132,50 @@ func (h *Handler) now() time.Time {
 	return time.Now()
 }
 
-// ServeHTTP serves every route.
+// ServeHTTP serves every route. Paths are matched as sent, never cleaned or redirected: a
+// path under /v1/namespaces/ that is not <namespace>/manifests or <namespace>/events with a
+// valid namespace (an escaped slash, a dot segment, an empty or extra segment) is answered
+// like a namespace without keys; any other unknown path gets 404.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.init()
-	h.mux.ServeHTTP(w, r)
+	path := r.URL.EscapedPath()
+	switch {
+	case path == ManifestPath:
+		h.serve(w, r, route{})
+	case path == EventsPath:
+		h.serve(w, r, route{event: true})
+	case strings.HasPrefix(path, namespacesPrefix):
+		h.serve(w, r, namespacedRoute(strings.TrimPrefix(path, namespacesPrefix)))
+	default:
+		a := &answer{code: http.StatusNotFound, source: "unknown", tenant: "-"}
+		if !headersTooLarge(w, r, a) {
+			a.resp = Response{Error: "not found: POST to " + ManifestPath + ", " + EventsPath + " or their /v1/namespaces/<namespace>/ forms"}
+		}
+		metrics.ReceiverRequests.WithLabelValues(a.source, strconv.Itoa(a.code), a.tenant).Inc()
+		write(w, a)
+	}
+}
+
+const namespacesPrefix = "/v1/namespaces/"
+
+// route is what a request path asks for.
+type route struct {
+	event bool
+	// namespace is empty for the cluster-wide routes.
+	namespace string
+	// unknown: a path under /v1/namespaces/ naming no valid namespace and route; no key
+	// authenticates it.
+	unknown bool
+}
+
+// namespacedRoute parses the escaped path after /v1/namespaces/.
+func namespacedRoute(rest string) route {
+	parts := strings.Split(rest, "/")
+	if len(parts) != 2 || (parts[1] != "manifests" && parts[1] != "events") ||
+		len(validation.IsDNS1123Label(parts[0])) > 0 {
+		return route{unknown: true, event: len(parts) == 2 && parts[1] == "events"}
+	}
+	return route{event: parts[1] == "events", namespace: parts[0]}
 }
 
 // answer is one reply with what the metrics need.
@@ -181,12 +208,14 @@ func write(w http.ResponseWriter, a *answer) {
 	_ = json.NewEncoder(w).Encode(a.resp)
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, isEvent bool, namespace string) {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, rt route) {
 	a := &answer{source: "manifest", tenant: "-"}
-	if isEvent {
+	if rt.event {
 		a.source = "unknown"
 	}
-	h.handle(w, r, isEvent, namespace, a)
+	if !headersTooLarge(w, r, a) {
+		h.handle(w, r, rt, a)
+	}
 	metrics.ReceiverRequests.WithLabelValues(a.source, strconv.Itoa(a.code), a.tenant).Inc()
 	write(w, a)
 }
@@ -200,7 +229,8 @@ func fail(a *answer, code int, format string, args ...any) {
 // content type and size say nothing about tenants; authentication fails alike whether the
 // namespace, its Secret or the key is wrong; only an authenticated tenant is rate limited,
 // and only an authenticated body is parsed.
-func (h *Handler) handle(w http.ResponseWriter, r *http.Request, isEvent bool, namespace string, a *answer) {
+func (h *Handler) handle(w http.ResponseWriter, r *http.Request, rt route, a *answer) {
+	isEvent, namespace := rt.event, rt.namespace
 	if r.Method != http.MethodPost {
 		fail(a, http.StatusMethodNotAllowed, "method %s not allowed: POST a manifest or event", r.Method)
 		return
@@ -220,12 +250,18 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, isEvent bool, n
 			fail(a, http.StatusRequestEntityTooLarge, "body larger than %d bytes", MaxBodyBytes)
 			return
 		}
-		fail(a, http.StatusBadRequest, "reading body: %v", err)
+		// The error names the sockets: it goes to the log only.
+		h.Log.Info("Rejected request: reading the body failed", "path", r.URL.Path, "remote", remoteHost(r), "error", err.Error())
+		fail(a, http.StatusBadRequest, "the body did not arrive in full (Content-Length %d) within the request time limit", r.ContentLength)
 		return
 	}
 
 	scope := Scope{Namespace: namespace}
-	keys, code, err := h.keysFor(r.Context(), scope, isEvent)
+	var keys [][]byte
+	var code int
+	if !rt.unknown {
+		keys, code, err = h.keysFor(r.Context(), scope, isEvent)
+	}
 	if err != nil {
 		a.code, a.resp = code, Response{Error: err.Error()}
 		if code == http.StatusTooManyRequests {
@@ -235,13 +271,18 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, isEvent bool, n
 	}
 	now := h.now()
 	var authErr error
-	if isEvent {
+	switch {
+	case isEvent && (repeated(r.Header, APIKeyHeader) || repeated(r.Header, "Authorization")):
+		authErr = ErrRepeatedAPIKey
+	case isEvent:
 		var given []byte
 		given, authErr = ParseAPIKey(r.Header.Get(APIKeyHeader), r.Header.Get("Authorization"))
 		if authErr == nil && !MatchAPIKey(keys, given) {
 			authErr = ErrAPIKeyMismatch
 		}
-	} else {
+	case repeated(r.Header, manifest.TimestampHeader) || repeated(r.Header, manifest.SignatureHeader):
+		authErr = ErrRepeatedSignature
+	default:
 		authErr = manifest.Verify(padKeys(keys), r.Header.Get(manifest.TimestampHeader), r.Header.Get(manifest.SignatureHeader), body, now)
 	}
 	if authErr != nil {
@@ -249,7 +290,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, isEvent bool, n
 		// the namespace for the operator, never a key.
 		metrics.ReceiverAuthFailures.WithLabelValues(authReason(authErr)).Inc()
 		h.Log.Info("Rejected request: authentication failed", "path", r.URL.Path, "remote", remoteHost(r), "reason", authErr.Error())
-		fail(a, http.StatusUnauthorized, "authentication failed: %v", authErr)
+		fail(a, http.StatusUnauthorized, "%s", AuthFailedMessage)
 		return
 	}
 	a.tenant = scope.Tenant()
@@ -298,7 +339,8 @@ func authReason(err error) string {
 	switch {
 	case errors.Is(err, manifest.ErrMissingSignature), errors.Is(err, ErrMissingAPIKey):
 		return "missing"
-	case errors.Is(err, manifest.ErrMalformed), errors.Is(err, ErrMalformedAPIKey):
+	case errors.Is(err, manifest.ErrMalformed), errors.Is(err, ErrMalformedAPIKey),
+		errors.Is(err, ErrRepeatedSignature), errors.Is(err, ErrRepeatedAPIKey):
 		return "malformed"
 	case errors.Is(err, manifest.ErrStale):
 		return "stale"

@@ -17,6 +17,10 @@ import (
 // slow-loris client trickling headers is cut off after it.
 const DefaultReadHeaderTimeout = 5 * time.Second
 
+// DefaultReadTimeout is how long a client may take to send a whole request; one that stops
+// sending its body is answered 400 after it.
+const DefaultReadTimeout = 15 * time.Second
+
 // Server runs the receiver as a manager runnable on every replica, leader or not.
 type Server struct {
 	Addr    string
@@ -26,6 +30,8 @@ type Server struct {
 	Listener net.Listener
 	// ReadHeaderTimeout is DefaultReadHeaderTimeout when zero.
 	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds the whole request, body included: DefaultReadTimeout when zero.
+	ReadTimeout time.Duration
 	// TLSCertFile and TLSKeyFile, when set, serve HTTPS with that pair, reloaded when the
 	// files change.
 	TLSCertFile, TLSKeyFile string
@@ -44,6 +50,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if readHeader <= 0 {
 		readHeader = DefaultReadHeaderTimeout
 	}
+	readTimeout := s.ReadTimeout
+	if readTimeout <= 0 {
+		readTimeout = DefaultReadTimeout
+	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	if s.EnableHTTP2 {
@@ -53,10 +63,10 @@ func (s *Server) Start(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           s.Handler,
 		ReadHeaderTimeout: readHeader,
-		ReadTimeout:       15 * time.Second,
+		ReadTimeout:       readTimeout,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		Protocols:         &protocols,
 	}
 	useTLS := s.TLSCertFile != "" || s.TLSKeyFile != ""
