@@ -68,7 +68,7 @@ func demo(ctx context.Context, out io.Writer, cfg *rest.Config, scheme *runtime.
 	}
 
 	// Every Environment records the build; the unpinned ones deploy it and ECS rolls it out.
-	fmt.Fprintln(out, "Waiting for the ECS rollout to complete (the simulator takes 3 s) ...")
+	fmt.Fprintln(out, "Waiting for the ECS rollout to complete (the simulator takes 3 s; its ECS event ends it) ...")
 	if err := waitFor(ctx, c, opts.Namespace, names, func(e *deployv1.Environment) bool {
 		if e.Status.LatestBuild == nil || e.Status.LatestBuild.Number != b.BuildNumber {
 			return false
@@ -79,6 +79,9 @@ func demo(ctx context.Context, out io.Writer, cfg *rest.Config, scheme *runtime.
 		return e.Status.PendingDeploy == nil && e.Status.DesiredImage == want && e.Status.DeployedImage == want && rolledOut
 	}); err != nil {
 		return err
+	}
+	if info.EventsDelivered != nil {
+		fmt.Fprintf(out, "The receiver accepted %d ECS event(s) at %s/v1/events (no polling).\n", info.EventsDelivered(), info.ReceiverURL)
 	}
 	fmt.Fprintln(out, "\nAfter the build (the unpinned Environment deployed it, the pinned one only recorded it):")
 	if err := printEnvironments(ctx, out, cfg, opts.Namespace); err != nil {

@@ -35,6 +35,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/app"
 	"github.com/autodeploy-dev/autodeploy/internal/awsecs"
 	"github.com/autodeploy-dev/autodeploy/internal/ecssim"
+	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
 
 // Options configure Run.
@@ -43,7 +44,8 @@ type Options struct {
 	AssetsDir string
 	// RootDir is the repository root: config/ is read from it.
 	RootDir string
-	// RunDir receives the kubeconfig and the manifest key; it is emptied at start.
+	// RunDir receives the kubeconfig, the manifest key and the events key; it is emptied at
+	// start.
 	RunDir string
 	// ReceiverAddr and ECSAddr are where the receiver and the ECS simulator listen.
 	ReceiverAddr, ECSAddr string
@@ -59,11 +61,15 @@ type Options struct {
 
 // Info says where the parts of a running environment are.
 type Info struct {
-	Kubeconfig  string
-	KeyFile     string
-	ReceiverURL string
-	ECSURL      string
-	RestConfig  *rest.Config
+	Kubeconfig string
+	KeyFile    string
+	// EventsKeyFile holds the API key of the EventBridge routes (/v1/events).
+	EventsKeyFile string
+	// EventsDelivered counts the simulator's ECS events the receiver accepted.
+	EventsDelivered func() int
+	ReceiverURL     string
+	ECSURL          string
+	RestConfig      *rest.Config
 }
 
 // Run starts everything, then blocks until ctx is done and stops it all.
@@ -113,13 +119,18 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	info := Info{Kubeconfig: filepath.Join(opts.RunDir, "kubeconfig"), KeyFile: filepath.Join(opts.RunDir, "manifest-key"), RestConfig: cfg}
+	info := Info{Kubeconfig: filepath.Join(opts.RunDir, "kubeconfig"), KeyFile: filepath.Join(opts.RunDir, "manifest-key"),
+		EventsKeyFile: filepath.Join(opts.RunDir, "events-key"), RestConfig: cfg}
 	if err := os.WriteFile(info.Kubeconfig, kubeconfig, 0o600); err != nil {
 		return err
 	}
 
 	// 2. ECS simulator with the sample services.
-	sim := ecssim.New(ecssim.WithRolloutDuration(3 * time.Second))
+	// The simulator's ECS events go to the receiver's /v1/events as an EventBridge rule with an
+	// API destination sends them: rollouts end through events, the recommended mode, with no
+	// polling.
+	poster := &ecssim.EventPoster{Header: receiver.APIKeyHeader, Workers: 1, Backoff: 200 * time.Millisecond, MaxAttempts: 5}
+	sim := ecssim.New(ecssim.WithRolloutDuration(3*time.Second), ecssim.WithEventSink(poster.Enqueue))
 	seed, err := os.ReadFile(filepath.Join(opts.RootDir, "config", "samples", "ecs-seed.json"))
 	if err != nil {
 		return err
@@ -141,11 +152,22 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := os.WriteFile(info.KeyFile, append(keyText, '\n'), 0o600); err != nil {
 		return err
 	}
+	eventsKey := make([]byte, 32)
+	if _, err := rand.Read(eventsKey); err != nil {
+		return err
+	}
+	eventsKeyText := []byte(hex.EncodeToString(eventsKey))
+	if err := os.WriteFile(info.EventsKeyFile, append(eventsKeyText, '\n'), 0o600); err != nil {
+		return err
+	}
+	poster.APIKey = string(eventsKeyText)
+	info.EventsDelivered = poster.Delivered
 	ln, err := net.Listen("tcp", opts.ReceiverAddr)
 	if err != nil {
 		return fmt.Errorf("receiver: %w", err)
 	}
 	info.ReceiverURL = "http://" + ln.Addr().String()
+	poster.SetURL(info.ReceiverURL + receiver.EventsPath)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -163,14 +185,17 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := app.Setup(mgrCtx, mgr, app.Options{
 		ReceiverListener: ln,
 		Keys:             func() [][]byte { return [][]byte{keyText} },
+		Receiver:         app.ReceiverOptions{EventKeys: func() [][]byte { return [][]byte{eventsKeyText} }},
 		ECS: func(_ context.Context, target deployv1.ECSTarget) (controllers.ECSAPI, error) {
 			return clients.For(target.Region, target.RoleARN, target.ExternalID), nil
 		},
-		RolloutPolling:      true,
-		RolloutPollInterval: time.Second,
+		RolloutPolling: false,
 	}); err != nil {
 		return err
 	}
+	// ECS moves deployments on its own; so does the simulator here, and its events end them.
+	go sim.AdvanceRolloutsEvery(mgrCtx, 500*time.Millisecond)
+	go poster.Run(mgrCtx)
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Start(mgrCtx) }()
 	if !mgr.GetCache().WaitForCacheSync(mgrCtx) {
@@ -178,8 +203,8 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return errors.Join(errors.New("the manager's caches did not sync"), <-mgrDone)
 	}
 
-	fmt.Fprintf(out, "\nautodeploy is running.\n  kubeconfig:   %s\n  receiver:     %s/v1/manifests\n  ECS endpoint: %s\n  manifest key: %s\n",
-		info.Kubeconfig, info.ReceiverURL, info.ECSURL, info.KeyFile)
+	fmt.Fprintf(out, "\nautodeploy is running.\n  kubeconfig:   %s\n  receiver:     %s/v1/manifests, %s/v1/events\n  ECS endpoint: %s\n  manifest key: %s\n  events key:   %s (ECS events from the simulator end rollouts)\n",
+		info.Kubeconfig, info.ReceiverURL, info.ReceiverURL, info.ECSURL, info.KeyFile, info.EventsKeyFile)
 
 	if opts.Demo {
 		if err := demo(mgrCtx, out, cfg, scheme, opts, info, keyText); err != nil {

@@ -82,6 +82,9 @@ func TestLocalRunShowsADeploy(t *testing.T) {
 		// What the user saw.
 		text := out.String()
 		g.Expect(text).To(ContainSubstring("Receiver answered 202"))
+		// The rollout ended through the simulator's ECS event, posted with the events key.
+		g.Expect(text).To(MatchRegexp(`The receiver accepted [1-9][0-9]* ECS event\(s\) at .*/v1/events`))
+		g.Expect(info.EventsKeyFile).To(BeAnExistingFile())
 		g.Expect(text).To(MatchRegexp(`shop-api-staging\s+shop-api\s+true\s+<none>\s+143\s+143\s+Completed\s+` + devenv.DemoBuild.Image))
 		g.Expect(text).To(MatchRegexp(`staging/shop-api\s+task definition shop-api-staging:2`))
 		g.Expect(text).To(MatchRegexp(`prod/shop-api\s+task definition shop-api-prod:1`))
