@@ -50,7 +50,7 @@ func errorOf(g Gomega, raw string) string {
 }
 
 func TestReceiverEdgeCasesAnswerAsDocumentedAndWriteNothing(t *testing.T) {
-	h := newHarness(t, withReceiver(func(o *app.ReceiverOptions) { o.ReadTimeout = time.Second }))
+	h := newHarness(t, withReceiver(func(o *app.ReceiverOptions) { o.ReadTimeout = 3 * time.Second }))
 	g := h.g
 	h.seedService("prod", "shop-api", image("v1"))
 	h.createEnv("prod", nil)
