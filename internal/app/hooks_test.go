@@ -133,7 +133,7 @@ func TestPauseHookFromPollingAwaitsApprovalAndContinuesOnce(t *testing.T) {
 	g.Expect(env.Status.DeployedImage).To(Equal(b.Image))
 	g.Expect(h.webImage("prod", "shop-api")).To(Equal(b.Image))
 	g.Expect(h.sim.Calls("ContinueServiceDeployment")).To(Equal(1))
-	g.Expect(h.eventReasons()).To(ContainElement("HookContinued"))
+	g.Eventually(h.eventReasons, timeout, poll).Should(ContainElement("HookContinued"))
 
 	// Answered once: the same annotation never calls ECS again, and nothing awaits now.
 	h.updateEnv("prod", func(e *deployv1.Environment) { e.Labels = map[string]string{"touched": "yes"} })
