@@ -111,15 +111,11 @@ func findServiceDeployment(ctx context.Context, api ECSAPI, req deployRequest) (
 		if err != nil {
 			return "", err
 		}
-		for i := range out.ServiceDeployments {
-			b := &out.ServiceDeployments[i]
+		if b := newestBrief(out.ServiceDeployments, func(b *types.ServiceDeploymentBrief) bool {
 			arn := aws.ToString(b.ServiceDeploymentArn)
-			if arn == "" || req.knownARNs[arn] || (b.CreatedAt != nil && b.CreatedAt.Before(since)) {
-				continue
-			}
-			if best == nil || (b.CreatedAt != nil && best.CreatedAt != nil && b.CreatedAt.After(*best.CreatedAt)) {
-				best = b
-			}
+			return arn != "" && !req.knownARNs[arn] && (b.CreatedAt == nil || !b.CreatedAt.Before(since))
+		}); b != nil && (best == nil || newerBrief(b, best)) {
+			best = b
 		}
 		if aws.ToString(out.NextToken) == "" {
 			break
@@ -130,6 +126,22 @@ func findServiceDeployment(ctx context.Context, api ECSAPI, req deployRequest) (
 		return "", nil
 	}
 	return aws.ToString(best.ServiceDeploymentArn), nil
+}
+
+// newestBrief returns the newest of the service deployments that keep accepts, or nil.
+func newestBrief(list []types.ServiceDeploymentBrief, keep func(*types.ServiceDeploymentBrief) bool) *types.ServiceDeploymentBrief {
+	var newest *types.ServiceDeploymentBrief
+	for i := range list {
+		if b := &list[i]; keep(b) && (newest == nil || newerBrief(b, newest)) {
+			newest = b
+		}
+	}
+	return newest
+}
+
+// newerBrief reports whether a was created after b (an unknown time is not newer).
+func newerBrief(a, b *types.ServiceDeploymentBrief) bool {
+	return a.CreatedAt != nil && b.CreatedAt != nil && a.CreatedAt.After(*b.CreatedAt)
 }
 
 // knownServiceDeployments returns the service-deployment ARNs in the history.

@@ -384,13 +384,7 @@ func (t *PollingTracker) addDigests(ctx context.Context, api ECSAPI, cluster str
 			t.Log.Error(err, "Finding the service deployment of a completed rollout failed", "environment", e.key)
 			continue
 		}
-		var newest *types.ServiceDeploymentBrief
-		for k := range out.ServiceDeployments {
-			b := &out.ServiceDeployments[k]
-			if newest == nil || (b.CreatedAt != nil && newest.CreatedAt != nil && b.CreatedAt.After(*newest.CreatedAt)) {
-				newest = b
-			}
-		}
+		newest := newestBrief(out.ServiceDeployments, func(*types.ServiceDeploymentBrief) bool { return true })
 		if newest == nil || aws.ToString(newest.TargetServiceRevisionArn) == "" {
 			continue
 		}
