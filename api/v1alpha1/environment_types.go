@@ -381,6 +381,11 @@ type EnvironmentStatus struct {
 	// +optional
 	LatestBuild *Build `json:"latestBuild,omitempty"`
 
+	// Gate says why the build the rules want waits (for its upstream, an approval, a deploy
+	// window or a freeze); empty when nothing waits.
+	// +optional
+	Gate *Gate `json:"gate,omitempty"`
+
 	// DesiredImage is the image that should run: the pin, else the latest build when
 	// auto-deploy is on, else what is deployed.
 	// +optional
