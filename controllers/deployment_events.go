@@ -66,9 +66,6 @@ type DeploymentEvents struct {
 	// Live reads an Environment from the API server.
 	Live     client.Reader
 	Rollouts RolloutSink
-	// ECS, when set, is asked once about the service of a FAILED event (see rolledBack);
-	// without it a failure is recorded as not rolled back.
-	ECS ECSClientFunc
 }
 
 // Route returns the receiver route for these events.
@@ -106,18 +103,17 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *eventbridge.Event, sc
 		resp.Error = "listing Environments failed; retry"
 		return http.StatusServiceUnavailable, resp
 	}
-	looks := &serviceLooks{}
 	for i := range list.Items {
 		env := &list.Items[i]
 		if !serviceMatches(ev.Resources[0], env.Spec.ECS) {
 			continue
 		}
-		if !d.record(ctx, env, ev.Resources[0], obs, looks, &resp) {
+		if !d.record(ctx, env, obs, &resp) {
 			return http.StatusServiceUnavailable, resp
 		}
 	}
 	if len(resp.Updated) == 0 && len(resp.Duplicate) == 0 {
-		if code, ok := d.early(ctx, ev, obs, scope, looks, &resp); !ok {
+		if code, ok := d.early(ctx, ev, obs, scope, &resp); !ok {
 			return code, resp
 		}
 	}
@@ -129,7 +125,7 @@ func (d *DeploymentEvents) Handle(ctx context.Context, ev *eventbridge.Event, sc
 // live Environments of the event's service and records the ending on the one whose newest
 // deploy has that id (the cache lagged), or asks for a redelivery (ok false, 503) while one of
 // them is still recording a deploy that may be this one.
-func (d *DeploymentEvents) early(ctx context.Context, ev *eventbridge.Event, obs RolloutObservation, scope eventbridge.Scope, looks *serviceLooks, resp *eventbridge.Response) (int, bool) {
+func (d *DeploymentEvents) early(ctx context.Context, ev *eventbridge.Event, obs RolloutObservation, scope eventbridge.Scope, resp *eventbridge.Response) (int, bool) {
 	arn := ev.Resources[0]
 	list, err := d.list(ctx, ServiceIndex, serviceName(arn), scope)
 	if err != nil {
@@ -150,7 +146,7 @@ func (d *DeploymentEvents) early(ctx context.Context, ev *eventbridge.Event, obs
 			return http.StatusServiceUnavailable, false
 		}
 		if last := env.Status.LastDeploy(); last != nil && last.DeploymentID == obs.DeploymentID {
-			if !d.record(ctx, env, arn, obs, looks, resp) {
+			if !d.record(ctx, env, obs, resp) {
 				return http.StatusServiceUnavailable, false
 			}
 			continue
@@ -169,17 +165,15 @@ func (d *DeploymentEvents) list(ctx context.Context, index, value string, scope 
 }
 
 // record records obs on env (as read from the cache or the API server) and notes it in resp
-// as updated or duplicate; false (with resp.Error set) when ECS or the write failed and the
-// event must be retried.
-func (d *DeploymentEvents) record(ctx context.Context, env *deployv1.Environment, serviceARN string, obs RolloutObservation, looks *serviceLooks, resp *eventbridge.Response) bool {
+// as updated or duplicate; false (with resp.Error set) when the write failed and the event
+// must be retried.
+//
+// A FAILED event is recorded as reported, not as the end of the rollout: the event cannot
+// tell whether ECS rolled the service back (see confirmFailure), and the receiver never calls
+// ECS. The reconciler looks at the service once and ends the rollout.
+func (d *DeploymentEvents) record(ctx context.Context, env *deployv1.Environment, obs RolloutObservation, resp *eventbridge.Response) bool {
 	key := client.ObjectKeyFromObject(env)
-	if obs.Result == deployv1.ResultFailed {
-		var err error
-		if obs, err = d.rolledBack(ctx, env, serviceARN, obs, looks); err != nil {
-			resp.Error = fmt.Sprintf("looking at the service of %s failed; retry", key)
-			return false
-		}
-	}
+	obs.Unconfirmed = obs.Result == deployv1.ResultFailed
 	changed, err := d.Rollouts.Record(ctx, key, obs)
 	if err != nil {
 		resp.Error = fmt.Sprintf("recording the rollout of %s failed; retry", key)

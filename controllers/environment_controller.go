@@ -57,6 +57,10 @@ type EnvironmentReconciler struct {
 	// reports no rollout state when Tracker is nil. Either nil leaves those rollouts InProgress.
 	ServiceDeployments ServiceDeploymentFollower
 	SteadyState        RolloutTracker
+	// Rollouts records the end of a rollout an ECS event reported failed, once the reconciler
+	// looked whether ECS rolled the service back (confirmFailure); such a rollout stays in
+	// progress when nil.
+	Rollouts RolloutSink
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// MaxConcurrentReconciles bounds parallel deploys; 4 when zero.
@@ -127,12 +131,20 @@ func environmentChanged() predicate.Predicate {
 			return oldEnv.Generation != newEnv.Generation ||
 				!equality.Semantic.DeepEqual(oldEnv.Status.LatestBuild, newEnv.Status.LatestBuild) ||
 				oldEnv.Annotations[deployv1.RetryAnnotation] != newEnv.Annotations[deployv1.RetryAnnotation] ||
-				oldEnv.Annotations[deployv1.HookActionAnnotation] != newEnv.Annotations[deployv1.HookActionAnnotation]
+				oldEnv.Annotations[deployv1.HookActionAnnotation] != newEnv.Annotations[deployv1.HookActionAnnotation] ||
+				failureReported(newEnv) && !failureReported(oldEnv)
 		},
 		// A delete reconciles once: the Environment is gone, so its rollout is no longer
 		// followed (no ECS call).
 		DeleteFunc: func(event.DeleteEvent) bool { return true },
 	}
+}
+
+// failureReported reports whether an ECS event reported the rollout of e's newest deploy
+// failed and the reconciler has yet to look whether it rolled back.
+func failureReported(e *deployv1.Environment) bool {
+	last := e.Status.LastDeploy()
+	return last != nil && last.Result == deployv1.ResultInProgress && last.FailureReported != nil
 }
 
 // Reconcile converges one Environment.
@@ -161,6 +173,16 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	base := env.DeepCopy()
 	if res, done, err := r.holdOff(ctx, base, env); done {
 		return res, err
+	}
+	if ended, err := r.confirmFailure(ctx, req.NamespacedName, env); err != nil {
+		return ctrl.Result{}, err
+	} else if ended {
+		// Go on from what was written.
+		live := &deployv1.Environment{}
+		if err := r.apiReader().Get(ctx, req.NamespacedName, live); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		env, base = live, live.DeepCopy()
 	}
 	adoptTarget(env)
 	if stop, res, err := r.answerHook(ctx, req.NamespacedName, &base, &env); stop {

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 
+	ktypes "k8s.io/apimachinery/pkg/types"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
@@ -62,59 +64,42 @@ func revisionOf(ref string) (family string, revision int, ok bool) {
 	return family, n, true
 }
 
-// serviceLooks holds the one DescribeServices answer an ECS event may cost.
-type serviceLooks struct {
-	done bool
-	svc  *types.Service
-	err  error
-}
-
-// describe returns the service of serviceARN, asking ECS the first time only.
-func (l *serviceLooks) describe(ctx context.Context, clients ECSClientFunc, target deployv1.ECSTarget, serviceARN string) (*types.Service, error) {
-	if l.done {
-		return l.svc, l.err
-	}
-	l.done = true
-	api, err := clients(ctx, target)
-	if err != nil {
-		l.err = err
-		return nil, err
-	}
-	out, err := api.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String(target.Cluster), Services: []string{serviceARN}})
-	if err != nil {
-		l.err = err
-		return nil, err
-	}
-	if len(out.Services) > 0 {
-		l.svc = &out.Services[0]
-	}
-	return l.svc, nil
-}
-
-// rolledBack completes obs, from the SERVICE_DEPLOYMENT_FAILED event of env's newest deploy,
-// with whether ECS rolled the service back, and to what.
+// confirmFailure ends the rollout of env's newest deploy when an ECS event reported it failed
+// (history[0].failureReported): it tells whether ECS rolled the service back, and to what.
 //
-// The events alone cannot tell. The FAILED event carries only the circuit breaker's reason
+// The event alone cannot tell. The FAILED event carries only the circuit breaker's reason
 // ("tasks failed to start"), the same with rollback on or off. The rollback shows as an
 // IN_PROGRESS event of a new deployment whose reason names the deployment it returns to,
 // which the status does not record, and EventBridge delivers events in any order and
-// retries them for up to a day. So a FAILED event that will change the status costs one
-// DescribeServices of its service, and the PRIMARY deployment tells, as it does for the
-// polling tracker (evaluateRollout). A repeated event, one about an older deploy and every
-// COMPLETED event cost no call.
-func (d *DeploymentEvents) rolledBack(ctx context.Context, env *deployv1.Environment, serviceARN string, obs RolloutObservation, looks *serviceLooks) (RolloutObservation, error) {
+// retries them for up to a day. So a reported failure costs one DescribeServices of its
+// service, and the PRIMARY deployment tells, as it does for the polling tracker
+// (evaluateRollout). The receiver only records the report: it never calls ECS. A repeated
+// event, one about an older deploy and every COMPLETED event cost no call.
+//
+// It reports whether it recorded the end of the rollout (env is then stale).
+func (r *EnvironmentReconciler) confirmFailure(ctx context.Context, key ktypes.NamespacedName, env *deployv1.Environment) (bool, error) {
 	last := env.Status.LastDeploy()
-	if d.ECS == nil || last == nil || last.DeploymentID != obs.DeploymentID || last.Result != deployv1.ResultInProgress {
-		return obs, nil
+	if last == nil || last.Result != deployv1.ResultInProgress || last.FailureReported == nil || r.Rollouts == nil {
+		return false, nil
 	}
 	target := env.Spec.ECS
 	if env.Status.Target != nil {
 		target = *env.Status.Target
 	}
-	svc, err := looks.describe(ctx, d.ECS, target, serviceARN)
+	api, err := r.ECS(ctx, target)
 	if err != nil {
-		return obs, err
+		return false, err
 	}
+	out, err := api.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String(target.Cluster), Services: []string{target.Service}})
+	if err != nil {
+		return false, err
+	}
+	var svc *types.Service
+	if len(out.Services) > 0 {
+		svc = &out.Services[0]
+	}
+	report := last.FailureReported
+	obs := RolloutObservation{DeploymentID: last.DeploymentID, Result: deployv1.ResultFailed, Reason: report.Reason, At: report.At.Time}
 	seen, _ := evaluateRollout(svc, trackedDeployment{
 		service: target.Service, deploymentID: last.DeploymentID,
 		taskDefinitionARN: last.TaskDefinitionARN, previousTaskDefinitionARN: last.PreviousTaskDefinitionARN,
@@ -122,5 +107,8 @@ func (d *DeploymentEvents) rolledBack(ctx context.Context, env *deployv1.Environ
 	if seen.RolledBack {
 		obs.RolledBack, obs.RolledBackTo, obs.Gone = true, seen.RolledBackTo, seen.Gone
 	}
-	return obs, nil
+	if _, err := r.Rollouts.Record(ctx, key, obs); err != nil {
+		return false, err
+	}
+	return true, nil
 }

@@ -52,6 +52,10 @@ type RolloutObservation struct {
 	// ImageDigest is the digest of the image the container runs after a completed rollout,
 	// when ECS said.
 	ImageDigest string
+	// Unconfirmed marks a failure an ECS event reported, before anyone knows whether ECS rolled
+	// the service back: it is noted in the deploy's failureReported and the rollout stays in
+	// progress until the reconciler has looked at the service (confirmFailure).
+	Unconfirmed bool
 }
 
 // ApplyRollout records obs on env if it concerns the newest deploy and that deploy is still
@@ -64,6 +68,14 @@ func ApplyRollout(env *deployv1.Environment, obs RolloutObservation) bool {
 	if last.DeploymentID != obs.DeploymentID && (obs.ServiceDeploymentARN == "" || last.ServiceDeploymentARN != obs.ServiceDeploymentARN) {
 		return false
 	}
+	if obs.Unconfirmed {
+		if last.FailureReported != nil {
+			return false
+		}
+		last.FailureReported = &deployv1.FailureReport{Reason: obs.Reason, At: metav1.NewTime(obs.At)}
+		return true
+	}
+	last.FailureReported = nil
 	if p := env.Status.PendingDeploy; obs.Gone && obs.RolledBack && p != nil && p.Result != deployv1.ResultStalled {
 		// The deployment left the list while a later deploy of this Environment is being
 		// made: what replaced it may be that deploy, which supersedes it in any case.
@@ -116,6 +128,11 @@ func (r *RolloutRecorder) Record(ctx context.Context, key types.NamespacedName, 
 	})
 	if err != nil || !changed {
 		return false, client.IgnoreNotFound(err)
+	}
+	if obs.Unconfirmed {
+		log.FromContext(ctx).Info("ECS reported the rollout of Environment failed; the reconciler looks whether it rolled back",
+			"environment", key, "deploymentID", obs.DeploymentID, "reason", obs.Reason)
+		return true, nil
 	}
 	last := env.Status.LastDeploy()
 	log.FromContext(ctx).Info("Rollout of Environment ended", "environment", key, "deploymentID", obs.DeploymentID,

@@ -366,6 +366,21 @@ type Deploy struct {
 	// resolved it (the service revision's container images).
 	// +optional
 	ImageDigest string `json:"imageDigest,omitempty"`
+	// FailureReported is set when an ECS event said the deployment failed and whether ECS
+	// rolled the service back is not known yet: the reconciler looks at the service once and
+	// ends the rollout, so that the status never names the failed image as running after a
+	// rollback.
+	// +optional
+	FailureReported *FailureReport `json:"failureReported,omitempty"`
+}
+
+// FailureReport is a failure of a deployment, as an ECS event reported it.
+type FailureReport struct {
+	// Reason is ECS's explanation, for example the circuit breaker's.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// At is when ECS reported it.
+	At metav1.Time `json:"at"`
 }
 
 // MaxHistory bounds status.history.

@@ -91,6 +91,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Tracker:                 tracker,
 		SteadyState:             steadyState,
 		ServiceDeployments:      serviceDeployments,
+		Rollouts:                rollouts,
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("autodeploy"),
@@ -110,7 +111,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := controllers.IndexService(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	deployments := &controllers.DeploymentEvents{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Rollouts: rollouts, ECS: opts.ECS}
+	deployments := &controllers.DeploymentEvents{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Rollouts: rollouts}
 	opts.Receiver.EventRoutes = append(opts.Receiver.EventRoutes, deployments.Route())
 	// ECS "Hook State Change" events show rollouts waiting at pause hooks.
 	hooks := &controllers.HookEvents{Cache: mgr.GetCache(), Hooks: hookRecorder}

@@ -134,6 +134,30 @@ func TestRollbackSeenThroughECSEvents(t *testing.T) {
 	w.h.g.Expect(w.h.sim.Calls("DescribeServices")).To(Equal(3))
 }
 
+// TestFailureEventCostsTheReceiverNoECSCall: the receiver only records that ECS reported a
+// failure; the reconciler asks ECS whether it rolled back. With DescribeServices failing the
+// receiver still answers 200 at once (EventBridge need not retry), the status never calls the
+// rollout ended before the look, and once ECS answers again the rollback is recorded.
+func TestFailureEventCostsTheReceiverNoECSCall(t *testing.T) {
+	w := newRollbackWorld(t, true)
+	h, g := w.h, w.h.g
+	h.sim.InjectFault("DescribeServices", ecssim.Fault{Status: 500, Code: "ServerException"})
+	looks := h.sim.Calls("DescribeServices")
+	w.failAndRollBack(false)
+	w.deliver() // answered 200: the failure is recorded as reported
+	env := h.getEnv("prod")
+	last := env.Status.LastDeploy()
+	g.Expect(last.FailureReported).NotTo(BeNil(), "the failure is recorded as reported")
+	g.Expect(last.FailureReported.Reason).To(ContainSubstring("circuit breaker"))
+	g.Expect(last.Result).To(Equal(deployv1.ResultInProgress), "not ended before anyone knows whether ECS rolled back")
+	// The reconciler tries, and keeps trying while ECS fails.
+	g.Eventually(func() int { return h.sim.Calls("DescribeServices") }, timeout, poll).Should(BeNumerically(">", looks))
+	g.Expect(h.getEnv("prod").Status.LastDeploy().Result).To(Equal(deployv1.ResultInProgress))
+	h.sim.ClearFaults()
+	w.expectRolledBack()
+	g.Expect(h.getEnv("prod").Status.LastDeploy().FailureReported).To(BeNil(), "the report is answered")
+}
+
 // TestRollbackSeenThroughALateECSEvent: the FAILED event arrives after the rollback completed
 // and the failed deployment left the list (EventBridge retries late, or delivers out of
 // order): the service running the revision build 2 replaced still tells a rollback.
