@@ -52,6 +52,16 @@ var (
 		Help: "Builds received, per Environment, by outcome (recorded, duplicate, stale, conflict).",
 	}, []string{"outcome"})
 
+	// ReceiverLiveReads counts the Environments the receiver read from the API server while
+	// recording a build, by why: conflict (a write from the cached object lost an
+	// optimistic-concurrency race) or confirm (the cached object said the build needs no write,
+	// which the live object confirms, since the cache may lag behind a re-created Environment).
+	// A write that goes through from the cache costs no read.
+	ReceiverLiveReads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "autodeploy_receiver_live_reads_total",
+		Help: "Environments the receiver read live while recording a build, by why (conflict, confirm).",
+	}, []string{"why"})
+
 	// BuildToDeployed is the time from a build finishing to its ECS rollout completing.
 	BuildToDeployed = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "autodeploy_build_to_deployed_seconds",
@@ -74,7 +84,7 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(Deploys, ECSCalls, ReceiverRequests, ReceiverAuthFailures, ReceiverDuplicates, Builds, BuildToDeployed, ECSThrottleWait, RolloutPolls)
+	ctrlmetrics.Registry.MustRegister(Deploys, ECSCalls, ReceiverRequests, ReceiverAuthFailures, ReceiverDuplicates, ReceiverLiveReads, Builds, BuildToDeployed, ECSThrottleWait, RolloutPolls)
 }
 
 // EnvironmentReconciles returns how many reconciles the Environment controller finished in

@@ -74,7 +74,8 @@ func IndexApplication(ctx context.Context, indexer client.FieldIndexer) error {
 type Handler struct {
 	// Cache lists Environments by ApplicationIndex.
 	Cache client.Reader
-	// Live reads an Environment from the API server before each write.
+	// Live reads an Environment from the API server after a write from the cached object
+	// conflicted, and to confirm a build needs no write.
 	Live client.Reader
 	// Writer writes the status.
 	Writer client.StatusClient
@@ -518,7 +519,7 @@ func (h *Handler) apply(ctx context.Context, m *manifest.Manifest, source string
 			defer func() { <-sem; wg.Done() }()
 			key := types.NamespacedName{Namespace: envs[i].Namespace, Name: envs[i].Name}
 			r := &results[i]
-			r.outcome, r.current, r.err = record(ctx, h.Live, h.Writer, key, m, source, now)
+			r.outcome, r.current, r.err = record(ctx, h.Live, h.Writer, key, &envs[i], m, source, now)
 		}()
 	}
 	wg.Wait()

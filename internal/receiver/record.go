@@ -16,6 +16,7 @@ import (
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 	"github.com/autodeploy-dev/autodeploy/internal/eventbridge"
 	"github.com/autodeploy-dev/autodeploy/internal/manifest"
+	"github.com/autodeploy-dev/autodeploy/internal/metrics"
 )
 
 // Outcome is what recording a build did to one Environment.
@@ -53,16 +54,34 @@ func decide(spec *deployv1.EnvironmentSpec, latest *deployv1.Build, m *manifest.
 	}
 }
 
-// record sets status.latestBuild of one Environment from m, reading the live object and
-// writing with optimistic concurrency, retrying on conflict. It also returns the latest build
-// the Environment had.
-func record(ctx context.Context, reader client.Reader, writer client.StatusClient, key types.NamespacedName, m *manifest.Manifest, source string, now time.Time) (Outcome, *deployv1.Build, error) {
+// record sets status.latestBuild of one Environment from m, writing with optimistic
+// concurrency and retrying on conflict. The first write starts from cached, the Environment as
+// the cache listed it, so a build recorded on an Environment nobody else writes costs one
+// request; the live object is read after a conflict, and to confirm an answer that needs no
+// write (duplicate, stale, conflict), since the cache may lag behind a re-created Environment.
+// It also returns the latest build the Environment had.
+func record(ctx context.Context, reader client.Reader, writer client.StatusClient, key types.NamespacedName, cached *deployv1.Environment, m *manifest.Manifest, source string, now time.Time) (Outcome, *deployv1.Build, error) {
 	var outcome Outcome
 	var current *deployv1.Build
+	first := true
 	err := retry.OnError(conflictBackoff, apierrors.IsConflict, func() error {
-		env := &deployv1.Environment{}
-		if err := reader.Get(ctx, key, env); err != nil {
-			return err
+		var env *deployv1.Environment
+		why := "conflict"
+		if first && cached != nil {
+			env, why = cached.DeepCopy(), "confirm"
+			if decide(&env.Spec, env.Status.LatestBuild, m, source) != Recorded {
+				env = nil
+			}
+		}
+		first = false
+		if env == nil {
+			if cached != nil {
+				metrics.ReceiverLiveReads.WithLabelValues(why).Inc()
+			}
+			env = &deployv1.Environment{}
+			if err := reader.Get(ctx, key, env); err != nil {
+				return err
+			}
 		}
 		current = env.Status.LatestBuild
 		outcome = decide(&env.Spec, env.Status.LatestBuild, m, source)
