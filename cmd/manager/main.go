@@ -133,7 +133,7 @@ func main() {
 		LeaseDuration:                 &leaseDuration,
 		RenewDeadline:                 &renewDeadline,
 		RetryPeriod:                   &retryPeriod,
-		Cache:                         cache.Options{DefaultNamespaces: namespaces(watchNamespaces)},
+		Cache:                         app.CacheOptions(namespaces(watchNamespaces)),
 	})
 	if err != nil {
 		setupLog.Error(err, "Creating the manager failed")

@@ -29,7 +29,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -287,7 +286,7 @@ func (h *harness) startManager() {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: h.cacheNamespaces()},
+		Cache:                  app.CacheOptions(h.cacheNamespaces()),
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	h.g.Expect(err).NotTo(HaveOccurred())
