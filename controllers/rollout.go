@@ -194,6 +194,26 @@ func observeCompleted(env *deployv1.Environment, d *deployv1.Deploy) {
 	metrics.BuildToDeployed.Observe(d.FinishedAt.Sub(start).Seconds())
 }
 
+// FoundServiceDeployment implements ServiceDeploymentSink.
+func (r *RolloutRecorder) FoundServiceDeployment(ctx context.Context, key types.NamespacedName, deploymentID, arn string) (bool, error) {
+	var changed bool
+	_, err := patchLiveStatus(ctx, r.Reader, r.Writer, key, func(env *deployv1.Environment) bool {
+		last := env.Status.LastDeploy()
+		changed = last != nil && last.Result == deployv1.ResultInProgress && last.DeploymentID == deploymentID && last.ServiceDeploymentARN == ""
+		if changed {
+			last.ServiceDeploymentARN = arn
+		}
+		return changed
+	})
+	if err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	if changed {
+		log.FromContext(ctx).Info("Found the service deployment of Environment's deploy", "environment", key, "deploymentID", deploymentID, "serviceDeployment", arn)
+	}
+	return changed, nil
+}
+
 // ApplyProgress records a new stage or traffic weight of the service deployment of env's
 // newest deploy, while it runs. It reports whether env changed.
 func ApplyProgress(env *deployv1.Environment, p RolloutProgress) bool {

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ktypes "k8s.io/apimachinery/pkg/types"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
@@ -19,8 +20,10 @@ import (
 // until they end.
 type ServiceDeploymentFollower interface {
 	// Follow follows the service deployment of deploy d of the Environment key, which went
-	// to target. Following the same one again changes nothing; another replaces it.
-	Follow(key ktypes.NamespacedName, target deployv1.ECSTarget, d deployv1.Deploy)
+	// to target. Following the same one again changes nothing; another replaces it. When d
+	// has no service-deployment ARN yet (ECS did not list it right after UpdateService), it
+	// is looked for until found, never taking one of known (the ARNs in the history).
+	Follow(key ktypes.NamespacedName, target deployv1.ECSTarget, d deployv1.Deploy, known map[string]bool)
 	Unfollow(key ktypes.NamespacedName)
 }
 
@@ -35,6 +38,9 @@ type RolloutProgress struct {
 type ServiceDeploymentSink interface {
 	RolloutSink
 	Progress(ctx context.Context, key ktypes.NamespacedName, p RolloutProgress) (bool, error)
+	// FoundServiceDeployment records the service deployment arn of the newest deploy, whose
+	// ECS deployment is deploymentID, when it had none.
+	FoundServiceDeployment(ctx context.Context, key ktypes.NamespacedName, deploymentID, arn string) (bool, error)
 }
 
 // ServiceDeploymentTracker follows blue/green, linear and canary deployments with
@@ -65,6 +71,9 @@ type sdItem struct {
 	arn, deploymentID, image string
 	stage, weight            string
 	hook                     string // the pause hook the status says the deployment awaits
+	// startedAt and known find the service deployment when arn is not known yet.
+	startedAt metav1.Time
+	known     map[string]bool
 }
 
 // schedule returns the tracker's schedule, set up with its timing.
@@ -76,12 +85,12 @@ func (t *ServiceDeploymentTracker) schedule() *schedule[sdGroupKey, sdItem] {
 func (t *ServiceDeploymentTracker) NeedLeaderElection() bool { return true }
 
 // Follow implements ServiceDeploymentFollower.
-func (t *ServiceDeploymentTracker) Follow(key ktypes.NamespacedName, target deployv1.ECSTarget, d deployv1.Deploy) {
+func (t *ServiceDeploymentTracker) Follow(key ktypes.NamespacedName, target deployv1.ECSTarget, d deployv1.Deploy, known map[string]bool) {
 	gk := sdGroupKey{target.Region, target.RoleARN, target.ExternalID}
 	it := sdItem{target: target, arn: d.ServiceDeploymentARN, deploymentID: d.DeploymentID, image: d.Image,
-		stage: d.Stage, weight: d.TrafficWeight, hook: awaitedHookID(&d)}
+		stage: d.Stage, weight: d.TrafficWeight, hook: awaitedHookID(&d), startedAt: d.StartedAt, known: known}
 	t.schedule().add(key, gk, target, it, func(cur sdItem) bool {
-		return cur.arn == d.ServiceDeploymentARN && cur.target.Equal(target)
+		return cur.deploymentID == d.DeploymentID && (cur.arn == d.ServiceDeploymentARN || d.ServiceDeploymentARN == "") && cur.target.Equal(target)
 	})
 }
 
@@ -111,7 +120,11 @@ func (t *ServiceDeploymentTracker) poll(ctx context.Context, g schedGroup[sdItem
 		return
 	}
 	keys := make([]ktypes.NamespacedName, 0, len(g.items))
-	for k := range g.items {
+	for k, it := range g.items {
+		if it.arn == "" {
+			t.find(ctx, api, k, it)
+			continue
+		}
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
@@ -183,6 +196,31 @@ func (t *ServiceDeploymentTracker) poll(ctx context.Context, g schedGroup[sdItem
 			t.unfollowIf(e.key, e.item.arn)
 		}
 	}
+}
+
+// find looks for the service deployment of it, which ECS did not list right after the
+// UpdateService that started it (its list is eventually consistent): one ListServiceDeployments
+// of its service per look. Once found it is written to the status and followed from the next
+// look on; until then the rollout stays in progress, never taken for ended.
+func (t *ServiceDeploymentTracker) find(ctx context.Context, api ECSAPI, key ktypes.NamespacedName, it sdItem) {
+	metrics.RolloutPolls.Inc()
+	arn, err := findServiceDeployment(ctx, api, deployRequest{target: it.target, pending: &deployv1.Deploy{StartedAt: it.startedAt}, knownARNs: it.known})
+	if err != nil {
+		t.Log.Error(err, "Looking for a service deployment failed; trying again later", "environment", key)
+		return
+	}
+	if arn == "" {
+		return
+	}
+	if _, err := t.Sink.FoundServiceDeployment(ctx, key, it.deploymentID, arn); err != nil {
+		t.Log.Error(err, "Recording a service deployment failed; trying again later", "environment", key)
+		return
+	}
+	t.schedule().update(key, func(cur *sdItem) {
+		if cur.arn == "" && cur.deploymentID == it.deploymentID {
+			cur.arn = arn
+		}
+	})
 }
 
 // progress writes a new stage or traffic weight of a service deployment under way, once.
@@ -316,12 +354,12 @@ func revisionDigests(ctx context.Context, api ECSAPI, want []revisionImage, logg
 // none does (a service deployment, ECS events, nothing in progress).
 func (r *EnvironmentReconciler) routeTracking(key ktypes.NamespacedName, env *deployv1.Environment) RolloutTracker {
 	last := env.Status.LastDeploy()
-	if last != nil && last.Result == deployv1.ResultInProgress && last.ServiceDeploymentARN != "" && r.ServiceDeployments != nil {
+	if last != nil && last.Result == deployv1.ResultInProgress && (last.ServiceDeploymentARN != "" || followsServiceDeployment(last.Strategy)) && r.ServiceDeployments != nil {
 		target := env.Spec.ECS
 		if env.Status.Target != nil {
 			target = *env.Status.Target
 		}
-		r.ServiceDeployments.Follow(key, target, *last)
+		r.ServiceDeployments.Follow(key, target, *last, knownServiceDeployments(&env.Status))
 		if r.Tracker != nil {
 			r.Tracker.Untrack(key)
 		}

@@ -36,12 +36,23 @@ type memorySink struct {
 	mu       sync.Mutex
 	ended    map[ktypes.NamespacedName]RolloutObservation
 	progress map[ktypes.NamespacedName][]RolloutProgress
+	found    map[ktypes.NamespacedName]string
 }
 
 func (s *memorySink) Record(_ context.Context, key ktypes.NamespacedName, obs RolloutObservation) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ended[key] = obs
+	return true, nil
+}
+
+func (s *memorySink) FoundServiceDeployment(_ context.Context, key ktypes.NamespacedName, deploymentID, arn string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.found == nil {
+		s.found = map[ktypes.NamespacedName]string{}
+	}
+	s.found[key] = arn
 	return true, nil
 }
 
@@ -93,7 +104,7 @@ func TestServiceDeploymentTrackerBatchesAndWritesEachChangeOnce(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(arn).To(HavePrefix("arn:aws:ecs:us-east-1:123456789012:service-deployment/prod/" + name + "/"))
 		tr.Follow(ktypes.NamespacedName{Namespace: "ns", Name: name}, target,
-			deployv1.Deploy{Image: "repo/web:v2", DeploymentID: aws.ToString(up.Service.Deployments[0].Id), ServiceDeploymentARN: arn, Result: deployv1.ResultInProgress})
+			deployv1.Deploy{Image: "repo/web:v2", DeploymentID: aws.ToString(up.Service.Deployments[0].Id), ServiceDeploymentARN: arn, Result: deployv1.ResultInProgress}, nil)
 	}
 
 	pollAll := func() {

@@ -275,3 +275,41 @@ func TestClassicLoadBalancerRolloutCompletesAtSteadyState(t *testing.T) {
 		})
 	}
 }
+
+// TestServiceDeploymentListedLateIsFollowed: ECS's list of service deployments is eventually
+// consistent, and the one ListServiceDeployments right after UpdateService may not show the
+// deployment it started. With rollouts otherwise ended by ECS events (which blue/green does
+// not send), the rollout stays in progress, the tracker looks for it until ECS lists it, and
+// then follows it to its end.
+func TestServiceDeploymentListedLateIsFollowed(t *testing.T) {
+	h := newHarness(t, withSim(ecssim.WithStageDuration(50*time.Millisecond), ecssim.WithDeploymentMinute(time.Second)), withoutPolling())
+	g := h.g
+	h.createShopAPI(ecs.CreateServiceInput{DeploymentConfiguration: &types.DeploymentConfiguration{
+		Strategy: types.DeploymentStrategyBlueGreen, BakeTimeInMinutes: aws.Int32(1)}})
+	h.createEnv("prod", nil)
+	h.sim.SetServiceDeploymentListLag(time.Hour)
+	h.startManager()
+
+	b := newBuild(4)
+	g.Expect(h.post(b).Code).To(Equal(http.StatusAccepted))
+	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(rolloutResult, Equal(deployv1.ResultInProgress)))
+	last := h.getEnv("prod").Status.LastDeploy()
+	g.Expect(last.Strategy).To(Equal(deployv1.StrategyBlueGreen))
+	g.Expect(last.ServiceDeploymentARN).To(BeEmpty(), "ECS did not list it yet")
+	// The tracker keeps looking; the rollout is not taken for ended meanwhile.
+	lists := h.sim.Calls("ListServiceDeployments")
+	g.Eventually(func() int { return h.sim.Calls("ListServiceDeployments") }, timeout, poll).Should(BeNumerically(">", lists))
+	g.Expect(h.getEnv("prod").Status.LastDeploy().Result).To(Equal(deployv1.ResultInProgress))
+
+	h.sim.SetServiceDeploymentListLag(0)
+	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(rolloutResult, Equal(deployv1.ResultCompleted)))
+	env := h.getEnv("prod")
+	g.Expect(env.Status.LastDeploy().ServiceDeploymentARN).To(HavePrefix("arn:aws:ecs:us-east-1:123456789012:service-deployment/prod/shop-api/"))
+	g.Expect(env.Status.DeployedImage).To(Equal(b.Image))
+	g.Expect(readyReason(env)).To(Equal("True/" + deployv1.ReasonDeployed))
+	// Nothing in progress: no ECS call.
+	h.sim.ResetCalls()
+	g.Consistently(func() int {
+		return h.sim.Calls("DescribeServiceDeployments") + h.sim.Calls("ListServiceDeployments")
+	}, "1s", poll).Should(BeZero())
+}

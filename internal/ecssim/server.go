@@ -102,6 +102,7 @@ type Server struct {
 	latency    map[string]time.Duration
 	events     [][]byte // queued deployment events, delivered after mu is released
 	delivering bool
+	listLag    time.Duration // see SetServiceDeploymentListLag
 
 	httpMu  sync.Mutex
 	httpSrv *http.Server

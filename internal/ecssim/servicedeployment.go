@@ -318,6 +318,15 @@ func (a *account) serviceOfARNLocked(arn, kind string) (*service, bool) {
 	return svc, ok
 }
 
+// SetServiceDeploymentListLag makes ListServiceDeployments leave out the service deployments
+// created less than lag ago, as an eventually consistent list does right after UpdateService
+// (0, the default, lists every one at once). DescribeServiceDeployments still knows them.
+func (s *Server) SetServiceDeploymentListLag(lag time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listLag = lag
+}
+
 func (a *account) opListServiceDeployments(body []byte) (any, error) {
 	var req struct {
 		Cluster   string   `json:"cluster"`
@@ -351,6 +360,9 @@ func (a *account) opListServiceDeployments(body []byte) (any, error) {
 	for _, sd := range svc.sds { // newest first
 		if len(req.Status) > 0 && !slices.Contains(req.Status, sd.status) {
 			continue
+		}
+		if lag := a.srv.listLag; lag > 0 && a.now().Sub(sd.createdAt) < lag {
+			continue // not listed yet (SetServiceDeploymentListLag)
 		}
 		if req.CreatedAt != nil {
 			at := epoch(sd.createdAt)
