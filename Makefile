@@ -97,6 +97,16 @@ build: ## Build the manager and the ECS simulator into bin/.
 	CGO_ENABLED=0 go build -trimpath -o bin/manager ./cmd/manager
 	CGO_ENABLED=0 go build -trimpath -o bin/ecssim ./cmd/ecssim
 
+PLUGIN_DIR ?= /usr/local/bin
+
+.PHONY: kubectl-plugin
+kubectl-plugin: ## Build the kubectl plugin into bin/kubectl-autodeploy (`kubectl autodeploy ...` once it is on PATH).
+	CGO_ENABLED=0 go build -trimpath -o bin/kubectl-autodeploy ./cmd/kubectl-autodeploy
+
+.PHONY: install-kubectl-plugin
+install-kubectl-plugin: kubectl-plugin ## Install the kubectl plugin into PLUGIN_DIR (/usr/local/bin).
+	install -m 0755 bin/kubectl-autodeploy $(PLUGIN_DIR)/kubectl-autodeploy
+
 .PHONY: run
 run: build envtest ## Run autodeploy locally against a local control plane and the ECS simulator.
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go run ./cmd/autodeployctl dev

@@ -3,8 +3,17 @@
 //	autodeployctl dev          run everything locally (control plane, ECS simulator, manager) and show a deploy
 //	autodeployctl notify       sign and send a build manifest, as a CI system does
 //	autodeployctl ecs-service  show what an ECS service runs (task definition, deployments, images)
+//	autodeployctl list         list Environments and the reason each is where it is
+//	autodeployctl history      show an Environment's deploys
+//	autodeployctl pin, unpin   pin an Environment to an image or a build, and remove the pin
+//	autodeployctl retry        retry a failed deploy once
+//	autodeployctl approve      approve the waiting build, or continue a pause hook
 //	autodeployctl continue     continue the rollout an Environment waits with at a pause hook
 //	autodeployctl rollback     roll back the rollout an Environment waits with at a pause hook
+//	autodeployctl why          explain in one paragraph why an Environment is where it is
+//
+// The same binary named kubectl-autodeploy is the kubectl plugin (`kubectl autodeploy ...`);
+// see also cmd/kubectl-autodeploy.
 package main
 
 import (
@@ -21,63 +30,43 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
+	"github.com/autodeploy-dev/autodeploy/internal/cli"
 	"github.com/autodeploy-dev/autodeploy/internal/devenv"
-	"github.com/autodeploy-dev/autodeploy/internal/hookctl"
 	"github.com/autodeploy-dev/autodeploy/internal/manifest"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
 
-const usage = `Usage: autodeployctl <command> [flags]
-
-Commands:
-  dev          Run autodeploy locally: control plane, ECS simulator and manager; shows a deploy.
-  notify       Sign and send a build manifest to a receiver.
-  ecs-service  Show the task definition, deployments and images of an ECS service.
-  continue     Continue the rollout of an Environment waiting at a pause hook: continue <env> [-n ns].
-  rollback     Roll back the rollout of an Environment waiting at a pause hook: rollback <env> [-n ns].
-
-Run 'autodeployctl <command> -h' for the flags of a command.
-`
-
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var err error
-	switch os.Args[1] {
-	case "dev":
-		err = runDev(ctx, os.Args[2:])
-	case "notify":
-		err = runNotify(ctx, os.Args[2:])
-	case "ecs-service":
-		err = runECSService(ctx, os.Args[2:])
-	case "continue":
-		err = runHook(ctx, deployv1.HookActionContinue, os.Args[2:])
-	case "rollback":
-		err = runHook(ctx, deployv1.HookActionRollback, os.Args[2:])
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
+	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+	var extra []*cobra.Command
+	// Installed as kubectl-autodeploy, the binary is the kubectl plugin: the CLI's commands
+	// only. As autodeployctl it also runs the local run and the senders.
+	if !cli.IsPlugin(cli.NameFor(os.Args[0])) {
+		extra = []*cobra.Command{
+			passThrough("dev", "Run autodeploy locally: control plane, ECS simulator and manager; shows a deploy", runDev),
+			passThrough("notify", "Sign and send a build manifest to a receiver, as a CI system does", runNotify),
+			passThrough("ecs-service", "Show the task definition, deployments and images of an ECS service", runECSService),
+		}
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "autodeployctl:", err)
-		os.Exit(1)
+	code := cli.Main(ctx, os.Args[0], os.Args[1:], streams, extra...)
+	stop()
+	os.Exit(code)
+}
+
+// passThrough is a command that parses its own flags (the standard flag package).
+func passThrough(name, short string, run func(context.Context, []string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:                name + " [flags]",
+		Short:              short,
+		DisableFlagParsing: true,
+		RunE:               func(cmd *cobra.Command, args []string) error { return run(cmd.Context(), args) },
 	}
 }
 
@@ -159,58 +148,4 @@ func runECSService(ctx context.Context, args []string) error {
 		return errors.New("--cluster and --service are required")
 	}
 	return devenv.PrintService(ctx, os.Stdout, devenv.ECSClient(*endpoint), *cluster, *service)
-}
-
-func runHook(ctx context.Context, action string, args []string) error {
-	fs := flag.NewFlagSet(action, flag.ExitOnError)
-	namespace := fs.String("n", "", "Namespace of the Environment (default: the kubeconfig context's).")
-	fs.StringVar(namespace, "namespace", "", "Same as -n.")
-	kubeconfig := fs.String("kubeconfig", "", "Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).")
-	waitFor := fs.Duration("wait", time.Minute, "How long to wait for the controller's answer (0: do not wait).")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: autodeployctl %s <environment> [-n namespace] [--kubeconfig file] [--wait 1m]\n\n"+
-			"Sets %s=%s:<hookID> for the pause hook the Environment's rollout waits at, and shows what became of it.\n",
-			action, deployv1.HookActionAnnotation, action)
-		fs.PrintDefaults()
-	}
-	// Flags may come before or after the Environment's name.
-	_ = fs.Parse(args)
-	name := fs.Arg(0)
-	if fs.NArg() > 1 {
-		_ = fs.Parse(fs.Args()[1:])
-		if fs.NArg() > 0 {
-			return fmt.Errorf("unexpected arguments %q: give one Environment", fs.Args())
-		}
-	}
-	if name == "" {
-		fs.Usage()
-		return errors.New("the Environment's name is required")
-	}
-	c, ns, err := kubeClient(*kubeconfig, *namespace)
-	if err != nil {
-		return err
-	}
-	return hookctl.Answer(ctx, c, types.NamespacedName{Namespace: ns, Name: name}, action, hookctl.Options{Wait: *waitFor}, os.Stdout)
-}
-
-// kubeClient returns a client for the kubeconfig (the standard loading rules when empty) and
-// the namespace to use: namespace, else the context's.
-func kubeClient(kubeconfig, namespace string) (client.Client, string, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = kubeconfig
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{Context: clientcmdapi.Context{Namespace: namespace}})
-	cfg, err := cc.ClientConfig()
-	if err != nil {
-		return nil, "", fmt.Errorf("kubeconfig: %w", err)
-	}
-	ns, _, err := cc.Namespace()
-	if err != nil {
-		return nil, "", fmt.Errorf("kubeconfig: %w", err)
-	}
-	scheme := runtime.NewScheme()
-	if err := deployv1.AddToScheme(scheme); err != nil {
-		return nil, "", err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	return c, ns, err
 }
