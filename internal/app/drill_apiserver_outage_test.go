@@ -763,11 +763,12 @@ func TestDrillAPIServerOutageRealProcessLosesNothing(t *testing.T) {
 }
 
 // TestDrillManagerStartsWhileAPIServerIsDown starts the manager process while the
-// kube-apiserver is away, as the kubelet restarts a pod during an outage (a leader that cannot
-// renew its lease exits, see above). The manager cannot set up without discovery; it waits,
-// saying so, rather than exiting (a pod would crash-loop, the kubelet's back-off growing past
-// the outage). Once the API server is back it comes up: its receiver accepts a build and the
-// Environment is deployed.
+// kube-apiserver is away, as a pod scheduled during an outage starts (and as a leader that lost
+// its lease sets up its next manager, see above). The manager cannot set up without discovery;
+// it waits, saying so, rather than exiting (a pod would crash-loop, the kubelet's back-off
+// growing past the outage), and meanwhile answers its liveness probe and fails its readiness
+// probe. Once the API server is back it comes up: its receiver accepts a build, the Environment
+// is deployed, and it is ready.
 func TestDrillManagerStartsWhileAPIServerIsDown(t *testing.T) {
 	// upTimeout bounds the wait for the manager once the API server is back: its next look
 	// is at most about a second away, then it sets up and starts; room for a busy machine.
