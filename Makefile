@@ -58,6 +58,11 @@ FUZZ_TARGETS ?= \
 	./internal/receiver:FuzzParseAPIKey
 FUZZTIME ?= 10s
 
+.PHONY: drill-outage
+drill-outage: envtest ## The API-server outage drill with a 5-minute outage (AUTODEPLOY_DRILL_OUTAGE; make test runs 20s).
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" AUTODEPLOY_DRILL_OUTAGE=$${AUTODEPLOY_DRILL_OUTAGE:-5m} \
+		go test -race -count=1 -timeout 30m -v -run 'TestDrillAPIServerOutageRealProcessLosesNothing' ./internal/app
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (10s) each; a failing input lands in testdata/fuzz.
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -80,6 +80,14 @@ func TestDeployManifestsApplyToAnAPIServer(t *testing.T) {
 	g.Expect(manager["args"]).To(ContainElements("--leader-elect", "--manifest-secret-file=/etc/autodeploy/manifest-key/key"))
 	g.Expect(manager).To(HaveKey("livenessProbe"))
 	g.Expect(manager).To(HaveKey("readinessProbe"))
+	// The probes the manager process serves for its whole life, through API-server outages;
+	// readiness waits longer than the manager's own look at the API server (2 s).
+	livePath, _, _ := unstructured.NestedString(manager, "livenessProbe", "httpGet", "path")
+	readyPath, _, _ := unstructured.NestedString(manager, "readinessProbe", "httpGet", "path")
+	g.Expect(livePath).To(Equal("/healthz"))
+	g.Expect(readyPath).To(Equal("/readyz"))
+	readyTimeout, _, _ := unstructured.NestedInt64(manager, "readinessProbe", "timeoutSeconds")
+	g.Expect(readyTimeout).To(BeNumerically(">", 2))
 	sc := manager["securityContext"].(map[string]any)
 	g.Expect(sc["readOnlyRootFilesystem"]).To(BeTrue())
 	g.Expect(sc["allowPrivilegeEscalation"]).To(BeFalse())

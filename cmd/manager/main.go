@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
@@ -31,6 +32,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/controllers"
 	"github.com/autodeploy-dev/autodeploy/internal/app"
 	"github.com/autodeploy-dev/autodeploy/internal/awsecs"
+	"github.com/autodeploy-dev/autodeploy/internal/kubeapi"
 )
 
 var scheme = runtime.NewScheme()
@@ -121,63 +123,103 @@ func main() {
 	}
 	limits := awsecs.AWSLimits()
 	limits[awsecs.ServiceDeploymentRead] = awsecs.Bucket{Burst: sdReadBurst, PerSecond: sdReadRate}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:  probeAddr,
-		LeaderElection:          leaderElect,
-		LeaderElectionID:        "autodeploy.deploy.autodeploy.dev",
-		LeaderElectionNamespace: leaderElectionNamespace,
-		// The lease is given up on a clean stop so the next replica takes over at once.
-		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 &leaseDuration,
-		RenewDeadline:                 &renewDeadline,
-		RetryPeriod:                   &retryPeriod,
-		Cache:                         app.CacheOptions(namespaces(watchNamespaces)),
-	})
+	ctx := ctrl.SetupSignalHandler()
+	gate, err := kubeapi.New(cfg, ctrl.Log.WithName("kube-apiserver"))
 	if err != nil {
-		setupLog.Error(err, "Creating the manager failed")
+		setupLog.Error(err, "Configuring the Kubernetes API server's client failed")
 		os.Exit(1)
 	}
+	// The probes and the metrics are served from here on, for the life of the process: also
+	// while it waits for the API server and while a manager that lost its lease is replaced.
+	p := &probes{gate: gate}
+	if err := serve(ctx, probeAddr, p.handler(), setupLog); err != nil {
+		setupLog.Error(err, "Serving the health probes failed")
+		os.Exit(1)
+	}
+	if err := serve(ctx, metricsAddr, metricsHandler(), setupLog); err != nil {
+		setupLog.Error(err, "Serving the metrics failed")
+		os.Exit(1)
+	}
+	identity, err := leaseIdentity()
+	if err != nil {
+		setupLog.Error(err, "Making the leader election identity failed")
+		os.Exit(1)
+	}
+	const leaderElectionID = "autodeploy.deploy.autodeploy.dev"
+	cacheOptions := app.CacheOptions(namespaces(watchNamespaces))
+	// The informers wait out an API-server outage on its /readyz, not on client-go's
+	// reflector backoff (package kubeapi).
+	cacheOptions.NewInformer = gate.NewInformer
+	newManager := func(generation int) (ctrl.Manager, error) {
+		o := ctrl.Options{
+			Scheme:                  scheme,
+			Metrics:                 metricsserver.Options{BindAddress: "0"},
+			HealthProbeBindAddress:  "0",
+			LeaderElection:          leaderElect,
+			LeaderElectionID:        leaderElectionID,
+			LeaderElectionNamespace: leaderElectionNamespace,
+			// The lease is given up on a clean stop so the next replica takes over at once.
+			LeaderElectionReleaseOnCancel: true,
+			LeaseDuration:                 &leaseDuration,
+			RenewDeadline:                 &renewDeadline,
+			RetryPeriod:                   &retryPeriod,
+			Cache:                         cacheOptions,
+		}
+		if leaderElect {
+			lock, err := newLeaseLock(cfg, leaderElectionNamespace, leaderElectionID, identity, renewDeadline)
+			if err != nil {
+				return nil, err
+			}
+			o.LeaderElectionResourceLockInterface = lock
+		}
+		if generation > 1 {
+			// The previous manager's controllers, of the same names, have stopped.
+			o.Controller.SkipNameValidation = ptr.To(true)
+		}
+		return ctrl.NewManager(cfg, o)
+	}
 
-	ctx := ctrl.SetupSignalHandler()
 	// app.Setup needs discovery (the field indexes map the Environment kind), so a manager
 	// started while the API server is unreachable would exit at once and crash-loop, its
 	// restarts spaced ever further apart by the kubelet, well past the API server's return.
-	// It waits instead. The health probes are only served by mgr.Start: the liveness probe
-	// in config/manager/manager.yaml (first look at 15 s, then every 20 s, 3 failures) lets a
-	// pod wait about 55 s before the kubelet restarts it.
-	if err := waitForAPIServer(ctx, cfg, setupLog); err != nil {
-		if ctx.Err() != nil {
-			setupLog.Info("Stopped while waiting for the Kubernetes API server")
-			return
-		}
-		setupLog.Error(err, "Waiting for the Kubernetes API server failed")
+	// It waits instead, its probes served (alive, not ready).
+	wait := func(ctx context.Context) error { return waitForAPIServer(ctx, cfg, setupLog) }
+	ecsClients, err := awsecs.New(ctx, awsecs.Options{Limits: awsecs.ScaleLimits(limits, budgetScale)})
+	if err != nil {
+		setupLog.Error(err, "Configuring the ECS clients failed")
 		os.Exit(1)
 	}
 	appOpts := rollout
-	appOpts.ReceiverAddr, appOpts.Keys, appOpts.Receiver = receiverAddr, keys, recvOpts
+	appOpts.Keys, appOpts.Receiver = keys, recvOpts
 	appOpts.MaxConcurrentReconciles, appOpts.RetryBaseDelay, appOpts.RetryMaxDelay = maxConcurrent, retryBase, retryMax
-	if err := run(ctx, mgr, appOpts, awsecs.ScaleLimits(limits, budgetScale)); err != nil {
+	appOpts.ECS = func(_ context.Context, target deployv1.ECSTarget) (controllers.ECSAPI, error) {
+		return ecsClients.For(target.Region, target.RoleARN, target.ExternalID), nil
+	}
+	appOpts.ReceiverAddr = receiverAddr
+	runOne := func(ctx context.Context, generation int, mgr ctrl.Manager) error {
+		if generation > 1 {
+			if err := waitAddressFree(ctx, receiverAddr); err != nil {
+				return fmt.Errorf("the receiver's address %s: %w", receiverAddr, err)
+			}
+		}
+		return run(ctx, mgr, appOpts)
+	}
+	if err := runManagers(ctx, setupLog, p, newManager, wait, runOne); err != nil {
 		setupLog.Error(err, "Manager stopped with an error")
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, mgr ctrl.Manager, opts app.Options, limits map[awsecs.Category]awsecs.Bucket) error {
-	ecsClients, err := awsecs.New(ctx, awsecs.Options{Limits: limits})
-	if err != nil {
-		return err
-	}
-	opts.ECS = func(_ context.Context, target deployv1.ECSTarget) (controllers.ECSAPI, error) {
-		return ecsClients.For(target.Region, target.RoleARN, target.ExternalID), nil
-	}
+// run sets the manager up and starts it; it returns when the manager stops.
+func run(ctx context.Context, mgr ctrl.Manager, opts app.Options) error {
 	if err := app.Setup(ctx, mgr, opts); err != nil {
 		return err
 	}
-	if err := ctrlmetrics.Registry.Register(controllers.NewEnvironmentCollector(mgr.GetCache())); err != nil {
+	collector := controllers.NewEnvironmentCollector(mgr.GetCache())
+	if err := ctrlmetrics.Registry.Register(collector); err != nil {
 		return err
 	}
+	defer ctrlmetrics.Registry.Unregister(collector)
 	return mgr.Start(ctx)
 }
 
@@ -195,12 +237,13 @@ func namespaces(list string) map[string]cache.Config {
 	return out
 }
 
-// apiServerBackoff spaces the attempts to reach the API server at start: 0.5 s, doubling, at
-// most 10 s apart (plus up to 10 % jitter, so that replicas restarted together spread out).
+// apiServerBackoff spaces the attempts to reach the API server before a manager sets up: 0.5 s,
+// then 1 s apart (so that a manager is set up within about a second of the API server's
+// return; a refused connection a second costs the API server nothing) (plus up to 10 % jitter, so that replicas restarted together spread out).
 // Steps only bounds the doublings; Until below never gives up on its own. (Not
 // wait.ExponentialBackoffWithContext: it returns ErrWaitTimeout as soon as the Cap is reached,
-// about 15 s in.)
-var apiServerBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Cap: 10 * time.Second, Steps: math.MaxInt32}
+// about 1 s in.)
+var apiServerBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Cap: time.Second, Steps: math.MaxInt32}
 
 // apiServerAttemptTimeout bounds one attempt, for an API server that does not even refuse
 // connections (a host or a network that is down).

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -32,10 +33,10 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
 
-// apiServerOutage is how long the drill takes the kube-apiserver away, in real time.
-// AUTODEPLOY_DRILL_OUTAGE (a Go duration, such as 10s) shortens it for local runs; CI runs the
-// full 30 seconds.
-const apiServerOutage = 30 * time.Second
+// apiServerOutage is how long the drill takes the kube-apiserver away, in real time: long
+// enough for the leader to lose its lease (renew deadline 10 s). AUTODEPLOY_DRILL_OUTAGE (a Go
+// duration) sets another length: `make drill-outage` runs it with 5m.
+const apiServerOutage = 20 * time.Second
 
 // The drill's CI sender: a new build every senderPace, each retried every senderBackoff on a
 // 5xx or a connection error until it is acknowledged with a 2xx; drillBuilds builds in all,
@@ -45,13 +46,21 @@ const (
 	senderBackoff    = 200 * time.Millisecond
 	drillBuilds      = 8
 	outageAfterBuild = 3
-	// recoveryTimeout bounds each wait after the API server is back: client-go's reflectors
-	// back off up to [30 s, 60 s) while the API server is away, and the machine may be busy.
+	// recoveryTimeout bounds each wait after the API server is back, with room for a busy
+	// machine (the deploys are measured, not bounded, by it).
 	recoveryTimeout = 3 * time.Minute
 	// leaderExitBy is how far into an outage a manager run with --leader-elect and the default
 	// lease flags (renew deadline 10 s, retry period 2 s) has given up its leadership, with
 	// room for a busy machine.
 	leaderExitBy = 20 * time.Second
+	// relistBound bounds when the informers of a manager that lived through the outage list
+	// afresh after the API server is back: half of the shortest wait client-go's reflector
+	// backoff has reached after an outage of a minute ([30 s, 60 s)). Waiting for the API
+	// server's /readyz (package kubeapi) relists them in about a second.
+	relistBound = 15 * time.Second
+	// deployTarget is the deploy delay autodeploy aims at for a build recorded after the API
+	// server is back; the drill measures and reports it.
+	deployTarget = 5 * time.Second
 )
 
 func drillOutage(t *testing.T) time.Duration {
@@ -234,14 +243,15 @@ func acceptedStatusWrites(events []auditEvent, ns string) []statusWrite {
 	return out
 }
 
-// informerRelisted returns when the manager's Environment informer first listed Environments
-// afresh (a list, or a watch that starts with the current state) after since; zero if it did
-// not. A watch resumed from an older resource version does not count: the API server logs a
-// watch when it ends, and a restarted API server ends those at once (resource version too old).
-func informerRelisted(events []auditEvent, since time.Time) time.Time {
+// informerRelisted returns when the Environment informer of a manager whose user agent begins
+// with agent ("manager/") first listed Environments afresh (a list, or a watch that starts
+// with the current state) after since; zero if it did not. A watch resumed from an older
+// resource version does not count: the API server logs a watch when it ends, and a restarted
+// API server ends those at once (resource version too old).
+func informerRelisted(events []auditEvent, agent string, since time.Time) time.Time {
 	for _, ev := range events {
 		fresh := ev.Verb == "list" || (ev.Verb == "watch" && strings.Contains(ev.RequestURI, "sendInitialEvents=true"))
-		if fresh && ev.ObjectRef.Resource == "environments" && strings.HasPrefix(ev.UserAgent, "manager/") &&
+		if fresh && ev.ObjectRef.Resource == "environments" && strings.HasPrefix(ev.UserAgent, agent) &&
 			ev.ResponseStatus.Code/100 == 2 && ev.RequestReceivedTimestamp.After(since) {
 			return ev.RequestReceivedTimestamp
 		}
@@ -430,25 +440,120 @@ func (w *pinnedWatch) seen() []string {
 	return append([]string(nil), w.calls...)
 }
 
+// deployWatch records when the ECS simulator was asked to deploy which build to one service:
+// each UpdateService of the service after a RegisterTaskDefinition of its family.
+type deployWatch struct {
+	service, family string
+	mu              sync.Mutex
+	registered      int64 // build number of the family's last registered image
+	deploys         []deployCall
+}
+
+type deployCall struct {
+	build int64
+	at    time.Time
+}
+
+func (w *deployWatch) observe(c ecssim.Call) {
+	if c.ErrorCode != "" || (c.Operation != "UpdateService" && c.Operation != "RegisterTaskDefinition") {
+		return
+	}
+	var req struct {
+		Service string `json:"service"`
+		Family  string `json:"family"`
+	}
+	if json.Unmarshal(c.Body, &req) != nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case c.Operation == "RegisterTaskDefinition" && req.Family == w.family:
+		// The image is the build's: image("b<n>").
+		if i := bytes.Index(c.Body, []byte(image("b"))); i >= 0 {
+			rest := c.Body[i+len(image("b")):]
+			j := bytes.IndexByte(rest, '"')
+			if n, err := strconv.ParseInt(string(rest[:max(j, 0)]), 10, 64); err == nil {
+				w.registered = n
+			}
+		}
+	case c.Operation == "UpdateService" && (req.Service == w.service || strings.HasSuffix(req.Service, "/"+w.service)) && w.registered > 0:
+		w.deploys = append(w.deploys, deployCall{build: w.registered, at: c.Time})
+	}
+}
+
+// deployedAt returns when build n (or a newer build, which supersedes it) was first deployed
+// at or after since; zero if it was not.
+func (w *deployWatch) deployedAt(n int64, since time.Time) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, d := range w.deploys {
+		if d.build >= n && !d.at.Before(since) {
+			return d.at
+		}
+	}
+	return time.Time{}
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(h *harness) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	h.g.Expect(err).NotTo(HaveOccurred())
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// probeCode asks a manager's probe endpoint (/healthz, /readyz); 0 when it does not answer.
+func probeCode(addr, path string) int {
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// asReplica returns a fixture whose managers run the same binary under the name "replica",
+// which their Kubernetes user agent then begins with, to tell their requests in the audit log
+// from those of the fixture's other managers.
+func (f *processFixture) asReplica() *processFixture {
+	f.h.t.Helper()
+	link := filepath.Join(f.h.t.TempDir(), "replica")
+	f.h.g.Expect(os.Symlink(f.bin, link)).To(Succeed())
+	r := *f
+	r.bin = link
+	return &r
+}
+
 // TestDrillAPIServerOutageRealProcessLosesNothing takes the kube-apiserver away for
-// apiServerOutage while a CI sender posts a stream of builds to the manager, which runs as its
-// own process (without leader election) against an envtest control plane of the test's own.
-// The API server is stopped and started again on the same port, with the same certificates
-// and etcd. While it is away the receiver turns every manifest away with a 503 (never a 2xx),
-// the sender retries, and the manager process stays up. Once it is back, every build the
-// receiver acknowledged was stored exactly once before it was acknowledged (the API server's
-// audit log says so), the Environment follows the last build and its service runs it, no image
-// was registered twice, and the pinned Environment's service was never touched.
+// apiServerOutage while a CI sender posts a stream of builds to the manager, run as in
+// config/manager: two replicas, each its own process with --leader-elect and the default lease
+// flags, against an envtest control plane of the test's own. The API server is stopped and
+// started again on the same port, with the same certificates and etcd.
 //
-// The deploy of the builds received after the outage waits for the manager's informer, which
-// must relist (the restarted API server cannot resume its watch) and does so only when
-// client-go's reflector backoff, grown during the outage to [30 s, 60 s), lets it: the drill
-// takes 1.5 to 2 minutes. A manager run with --leader-elect exits during the outage (see below).
+// Through the outage neither process exits and both stay live (/healthz answers 200) and
+// unready (/readyz does not): a pod would be neither restarted by its liveness probe nor sent
+// builds by its Service. The leader cannot renew its lease; it stops reconciling and replaces
+// its manager in the same process ("starting a new manager in this process"), which waits for
+// the API server. The other replica keeps its manager; its receiver (the sender's) turns every
+// manifest away with a 503 (never a 2xx) and the sender retries.
+//
+// Once the API server is back both are ready again; the informers of the replica that lived
+// through it list afresh within relistBound (they waited for the API server's /readyz, not
+// for client-go's backoff), and the drill reports, per build recorded after the return, how
+// long it took to be deployed (deployTarget is the aim). Every build the receiver acknowledged
+// was stored exactly once before it was acknowledged (the API server's audit log says so), the
+// Environment follows the last build and its service runs it, no image was registered twice,
+// and the pinned Environment's service was never touched.
 func TestDrillAPIServerOutageRealProcessLosesNothing(t *testing.T) {
 	outage := drillOutage(t)
 	began := time.Now()
 	pinned := &pinnedWatch{service: "pinned", family: "prod-pinned"}
-	h := newHarness(t, withSim(ecssim.WithRolloutDuration(200*time.Millisecond), ecssim.WithCallObserver(pinned.observe)))
+	deploys := &deployWatch{service: "shop-api"}
+	h := newHarness(t, withSim(ecssim.WithRolloutDuration(200*time.Millisecond),
+		ecssim.WithCallObserver(func(c ecssim.Call) { pinned.observe(c); deploys.observe(c) })))
 	g := h.g
 	cp := startOwnControlPlane(h)
 	t.Logf("own envtest up at %s in %s", cp.apiServerURL(), time.Since(began).Round(time.Millisecond))
@@ -457,6 +562,9 @@ func TestDrillAPIServerOutageRealProcessLosesNothing(t *testing.T) {
 	defer cancel()
 	g.Expect(cp.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: h.ns}})).To(Succeed())
 	family := h.seedService("prod", "shop-api", image("v1"))
+	deploys.mu.Lock()
+	deploys.family = family
+	deploys.mu.Unlock()
 	h.seedService("prod", "pinned", image("v1"))
 	for _, env := range []*deployv1.Environment{
 		{ObjectMeta: metav1.ObjectMeta{Name: "prod", Namespace: h.ns}, Spec: deployv1.EnvironmentSpec{
@@ -471,32 +579,29 @@ func TestDrillAPIServerOutageRealProcessLosesNothing(t *testing.T) {
 		g.Expect(cp.client.Create(ctx, env)).To(Succeed())
 	}
 
-	// The drill's manager runs without --leader-elect, so that it lives through the outage:
-	// see the leader below for what --leader-elect does.
+	// The two replicas of config/manager. The leader starts first and takes the lease.
 	f := newProcessFixtureFor(h, cp.cfg)
-	p := f.start()
-	alive := func() bool { return p.running() }
-
-	// The production manifest (config/manager) runs the manager with --leader-elect and the
-	// default lease flags. A second manager run so, handling a namespace of its own without
-	// Environments (it never touches the drill's), shows what an outage longer than the renew
-	// deadline does to the leader: it cannot renew its lease, steps down, and controller-runtime
-	// ends the process ("leader election lost"); its receiver goes with it. A pod's kubelet
-	// restarts it, and the restarted manager waits for the API server before it sets up
-	// (TestDrillManagerStartsWhileAPIServerIsDown) rather than crash-looping until it is back.
-	// Stepping down is what keeps two leaders from deploying at once; the replicas that were not
-	// leading keep receiving (503 during the outage) and one takes the lease over afterwards.
-	leaderNS := h.ns + "-le"
-	g.Expect(cp.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: leaderNS}})).To(Succeed())
-	leader := f.start("--watch-namespaces="+leaderNS, "--leader-elect", "--leader-election-namespace="+leaderNS)
+	le := []string{"--leader-elect", "--leader-election-namespace=" + h.ns}
+	leaderProbes, replicaProbes := freeAddr(h), freeAddr(h)
+	leader := f.start(append(le, "--health-probe-bind-address="+leaderProbes)...)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("manager log (%s):\n%s", p.exitStatus(), tail(p.log.String(), 200))
-			t.Logf("--leader-elect manager log (%s):\n%s", leader.exitStatus(), tail(leader.log.String(), 30))
-			t.Logf("kube-apiserver log:\n%s", tail(cp.log.String(), 100))
+			t.Logf("leader log (%s):\n%s", leader.exitStatus(), tail(leader.log.String(), 150))
+			t.Logf("kube-apiserver log:\n%s", tail(cp.log.String(), 60))
 		}
 	})
 	g.Eventually(leader.log.String, timeout, poll).Should(ContainSubstring("Successfully acquired lease"))
+	p := f.asReplica().start(append(le, "--health-probe-bind-address="+replicaProbes)...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("replica log (%s):\n%s", p.exitStatus(), tail(p.log.String(), 150))
+		}
+	})
+	procs := map[string]*managerProcess{"leader": leader, "replica": p}
+	probeAddrs := map[string]string{"leader": leaderProbes, "replica": replicaProbes}
+	for name, addr := range probeAddrs {
+		g.Eventually(func() int { return probeCode(addr, "/readyz") }, timeout, poll).Should(Equal(http.StatusOK), "%s is not ready", name)
+	}
 
 	s := newDrillSender(p.receiverURL)
 	sent := make(chan error, 1)
@@ -514,21 +619,23 @@ func TestDrillAPIServerOutageRealProcessLosesNothing(t *testing.T) {
 		t.Fatal("the API server's port still accepts connections")
 	}
 
-	// For the whole outage: the sender is turned away with 503s, nothing is acknowledged, the
-	// manager process stays up. (Consistently lasts the outage: that is the fault's length.)
+	// For the whole outage: both processes run and are live, the sender is turned away with
+	// 503s, nothing is acknowledged. (Consistently lasts the outage: that is the fault's length.)
+	for name, addr := range probeAddrs {
+		g.Eventually(func() int { return probeCode(addr, "/readyz") }, timeout, poll).ShouldNot(Equal(http.StatusOK),
+			"%s stayed ready without an API server", name)
+	}
+	t.Logf("both replicas unready %s into the outage", time.Since(down).Round(time.Millisecond))
 	g.Eventually(func() []drillAttempt { return s.between(down, time.Now()) }, timeout, poll).ShouldNot(BeEmpty(),
 		"the sender got no answer in the outage")
-	if outage >= leaderExitBy {
-		g.Eventually(leader.running, leaderExitBy, poll).Should(BeFalse(), "the --leader-elect manager kept running")
-		g.Expect(leader.log.String()).To(ContainSubstring("leader election lost"))
-		t.Logf("the --leader-elect manager stepped down and exited %s into the outage (%s)",
-			time.Since(down).Round(time.Second), leader.exitStatus())
-	} else {
-		t.Logf("an outage of %s is too short to see a leader step down", outage)
-	}
 	outageCheck := func() error {
-		if !alive() {
-			return fmt.Errorf("the manager process exited during the outage: %s", p.exitStatus())
+		for name, proc := range procs {
+			if !proc.running() {
+				return fmt.Errorf("the %s process exited during the outage: %s", name, proc.exitStatus())
+			}
+			if code := probeCode(probeAddrs[name], "/healthz"); code != http.StatusOK {
+				return fmt.Errorf("the %s's /healthz answered %d during the outage: a liveness probe would restart it", name, code)
+			}
 		}
 		for _, a := range s.between(down, time.Now()) {
 			if a.code/100 == 2 {
@@ -537,7 +644,22 @@ func TestDrillAPIServerOutageRealProcessLosesNothing(t *testing.T) {
 		}
 		return nil
 	}
-	g.Consistently(outageCheck, time.Until(down.Add(outage)), 100*time.Millisecond).Should(Succeed())
+	if outage >= leaderExitBy {
+		g.Eventually(func() error {
+			if err := outageCheck(); err != nil {
+				return StopTrying(err.Error())
+			}
+			if !strings.Contains(leader.log.String(), "starting a new manager in this process") {
+				return errors.New("the leader has not replaced its manager")
+			}
+			return nil
+		}, leaderExitBy, poll).Should(Succeed())
+		g.Expect(leader.running()).To(BeTrue())
+		t.Logf("the leader lost its lease and replaced its manager in-process %s into the outage", time.Since(down).Round(time.Second))
+	} else {
+		t.Logf("an outage of %s is too short to see the leader lose its lease", outage)
+	}
+	g.Consistently(outageCheck, time.Until(down.Add(outage)), 200*time.Millisecond).Should(Succeed())
 
 	restarting := time.Now()
 	during := s.between(down, restarting)
@@ -548,12 +670,16 @@ func TestDrillAPIServerOutageRealProcessLosesNothing(t *testing.T) {
 		restarting.Sub(down).Round(time.Millisecond), outage, up.Sub(restarting).Round(time.Millisecond), codeCounts(during))
 	t.Logf("ECS calls while the API server was away: %s", ecsCallDelta(callsBefore, callsDuring))
 	g.Expect(cp.apiServerURL()).To(Equal(cp.cfg.Host), "the API server came back where the kubeconfig points")
-	g.Expect(alive()).To(BeTrue(), "the manager process exited: %s", p.exitStatus())
 	g.Expect(during).NotTo(BeEmpty())
 	for _, a := range during {
 		g.Expect(a.code).To(Equal(http.StatusServiceUnavailable), "build %d in the outage: %d %s", a.build, a.code, a.err)
 		g.Expect(a.retryAfter).NotTo(BeEmpty(), "a 503 says when to retry")
 		g.Expect(a.err).To(ContainSubstring("retry"))
+	}
+	for name, addr := range probeAddrs {
+		g.Eventually(func() int { return probeCode(addr, "/readyz") }, recoveryTimeout, poll).Should(Equal(http.StatusOK),
+			"%s is not ready after the API server came back", name)
+		t.Logf("%s ready %s after the API server came back", name, time.Since(up).Round(time.Millisecond))
 	}
 
 	// After the outage the stream finishes.
@@ -588,13 +714,21 @@ func TestDrillAPIServerOutageRealProcessLosesNothing(t *testing.T) {
 	// write was received before the receiver acknowledged it.
 	events, err := cp.audit()
 	g.Expect(err).NotTo(HaveOccurred())
-	if relisted := informerRelisted(events, up); !relisted.IsZero() {
-		t.Logf("the manager's Environment informer relisted %s after the API server came back",
-			relisted.Sub(up).Round(time.Millisecond))
+	for name, agent := range map[string]string{"leader": "manager/", "replica": "replica/"} {
+		relisted := informerRelisted(events, agent, up)
+		g.Expect(relisted).NotTo(BeZero(), "the %s's Environment informer did not list afresh after the API server came back", name)
+		t.Logf("the %s's Environment informer listed afresh %s after the API server came back", name, relisted.Sub(up).Round(time.Millisecond))
+		if name == "replica" {
+			g.Expect(relisted.Sub(up)).To(BeNumerically("<", relistBound),
+				"the replica's informer waited out a backoff instead of the API server's /readyz")
+		}
 	}
+	g.Expect(p.log.String()).To(ContainSubstring("The Kubernetes API server is back; list and watch resume"))
 	writes := acceptedStatusWrites(events, h.ns)
 	acked := s.ackedBuilds()
 	g.Expect(acked).To(HaveLen(drillBuilds))
+	var worst time.Duration
+	var delays []string
 	for n := int64(1); n <= drillBuilds; n++ {
 		b, ack := newBuild(n), acked[n]
 		g.Expect(ack.envs).To(ConsistOf(h.ns+"/prod", h.ns+"/pinned"), "build %d: %d %s", n, ack.code, ack.result)
@@ -609,21 +743,35 @@ func TestDrillAPIServerOutageRealProcessLosesNothing(t *testing.T) {
 			g.Expect(stored[0].received.Before(ack.end)).To(BeTrue(),
 				"build %d on %s was acknowledged (%d %s at %s) before the API server received its write (%s)",
 				n, name, ack.code, ack.result, ack.end.Format(time.RFC3339Nano), stored[0].received.Format(time.RFC3339Nano))
+			if name == "prod" && stored[0].received.After(up) {
+				recorded := stored[0].received
+				at := deploys.deployedAt(n, recorded)
+				g.Expect(at).NotTo(BeZero(), "build %d, recorded after the API server came back, was not deployed", n)
+				d := at.Sub(recorded)
+				worst = max(worst, d)
+				delays = append(delays, fmt.Sprintf("build %d %s", n, d.Round(time.Millisecond)))
+			}
 		}
 	}
-	g.Expect(alive()).To(BeTrue(), "the manager process exited: %s", p.exitStatus())
+	g.Expect(delays).NotTo(BeEmpty(), "no build was recorded after the API server came back")
+	t.Logf("deploy delay of the builds recorded after the API server came back (recorded to UpdateService): %s; worst %s (target %s)",
+		strings.Join(delays, ", "), worst.Round(time.Millisecond), deployTarget)
+	for name, proc := range procs {
+		g.Expect(proc.running()).To(BeTrue(), "the %s process exited: %s", name, proc.exitStatus())
+	}
 	t.Logf("drill took %s", time.Since(began).Round(time.Millisecond))
 }
 
 // TestDrillManagerStartsWhileAPIServerIsDown starts the manager process while the
-// kube-apiserver is away, as the kubelet restarts a pod during an outage (a leader that cannot
-// renew its lease exits, see above). The manager cannot set up without discovery; it waits,
-// saying so, rather than exiting (a pod would crash-loop, the kubelet's back-off growing past
-// the outage). Once the API server is back it comes up: its receiver accepts a build and the
-// Environment is deployed.
+// kube-apiserver is away, as a pod scheduled during an outage starts (and as a leader that lost
+// its lease sets up its next manager, see above). The manager cannot set up without discovery;
+// it waits, saying so, rather than exiting (a pod would crash-loop, the kubelet's back-off
+// growing past the outage), and meanwhile answers its liveness probe and fails its readiness
+// probe. Once the API server is back it comes up: its receiver accepts a build, the Environment
+// is deployed, and it is ready.
 func TestDrillManagerStartsWhileAPIServerIsDown(t *testing.T) {
 	// upTimeout bounds the wait for the manager once the API server is back: its next look
-	// may be up to 10 s (its longest backoff, plus jitter) away, then it sets up and starts.
+	// is at most about a second away, then it sets up and starts; room for a busy machine.
 	const upTimeout = timeout + 15*time.Second
 	began := time.Now()
 	h := newHarness(t, withSim(ecssim.WithRolloutDuration(200*time.Millisecond)))
@@ -646,14 +794,28 @@ func TestDrillManagerStartsWhileAPIServerIsDown(t *testing.T) {
 		c.Close()
 		t.Fatal("the API server's port still accepts connections")
 	}
-	p := f.launch()
+	probes := freeAddr(h)
+	p := f.launch("--health-probe-bind-address=" + probes)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("manager log (%s):\n%s", p.exitStatus(), tail(p.log.String(), 100))
 			t.Logf("kube-apiserver log:\n%s", tail(cp.log.String(), 50))
 		}
 	})
-	g.Consistently(p.running, 3*time.Second, poll).Should(BeTrue(), "the manager exited while the API server was down")
+	// While it waits it is live (a liveness probe leaves it alone) and not ready.
+	g.Eventually(func() int { return probeCode(probes, "/healthz") }, timeout, poll).Should(Equal(http.StatusOK))
+	g.Consistently(func() error {
+		if !p.running() {
+			return fmt.Errorf("the manager exited while the API server was down: %s", p.exitStatus())
+		}
+		if code := probeCode(probes, "/healthz"); code != http.StatusOK {
+			return fmt.Errorf("/healthz answered %d while the manager waited", code)
+		}
+		if code := probeCode(probes, "/readyz"); code == http.StatusOK {
+			return errors.New("/readyz answered 200 without an API server")
+		}
+		return nil
+	}, 3*time.Second, poll).Should(Succeed())
 	g.Eventually(p.log.String, timeout, poll).Should(ContainSubstring("Waiting for the Kubernetes API server"))
 	t.Logf("the manager waited for the API server: %d attempts logged",
 		strings.Count(p.log.String(), "Waiting for the Kubernetes API server"))
@@ -671,6 +833,7 @@ func TestDrillManagerStartsWhileAPIServerIsDown(t *testing.T) {
 		WithTransform(deployedImage, Equal(b.Image)),
 		WithTransform(rolloutResult, Equal(deployv1.ResultCompleted))), "prod does not run the build")
 	g.Expect(h.webImage("prod", "shop-api")).To(Equal(b.Image))
+	g.Eventually(func() int { return probeCode(probes, "/readyz") }, timeout, poll).Should(Equal(http.StatusOK))
 	g.Expect(p.running()).To(BeTrue(), "the manager process exited: %s", p.exitStatus())
 	t.Logf("drill took %s", time.Since(began).Round(time.Millisecond))
 }
