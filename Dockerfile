@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# Builds the autodeploy controller image: `make docker-build IMG=...`.
+# Builds the autodeploy controller image: `make docker-build IMG=...`. Without Docker,
+# `make image` builds the same image (internal/imagebuild; a test holds the two together).
 
 FROM golang:1.26 AS builder
 ARG TARGETOS
@@ -22,8 +23,15 @@ COPY internal/ internal/
 RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
     go build -trimpath -ldflags="-s -w" -o manager ./cmd/manager
 
-# distroless/static: no shell, no package manager; runs as the nonroot user.
+# distroless/static: no shell, no package manager, CA certificates; runs as the nonroot user.
 FROM gcr.io/distroless/static:nonroot
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG CREATED
+LABEL org.opencontainers.image.source="https://github.com/autodeploy-dev/autodeploy" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.created="${CREATED}"
 WORKDIR /
 COPY --from=builder /workspace/manager /manager
 USER 65532:65532

@@ -4,6 +4,10 @@ SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
 
 IMG ?= autodeploy:dev
+# The image's OCI labels (org.opencontainers.image.version, .revision, .created).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+CREATED ?= $(shell git log -1 --format=%cI 2>/dev/null)
 CONTROLLER_GEN ?= go tool controller-gen
 # Packages the tests run; the fuzz and long drills have their own targets.
 TEST_PKGS ?= ./...
@@ -116,9 +120,13 @@ install-kubectl-plugin: kubectl-plugin ## Install the kubectl plugin into PLUGIN
 run: build envtest ## Run autodeploy locally against a local control plane and the ECS simulator.
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go run ./cmd/autodeployctl dev
 
+.PHONY: image
+image: ## Build the container image without a container engine, as an OCI image layout in bin/image.
+	go run ./cmd/autodeploy-image --out bin/image --version $(VERSION) --revision $(REVISION) $(if $(CREATED),--created $(CREATED))
+
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
-	docker build -t $(IMG) .
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED) -t $(IMG) .
 
 ##@ Deployment
 

@@ -37,7 +37,7 @@ func TestEventBridgeTemplateMatchesTheReceiver(t *testing.T) {
 		ContainSubstring("${ReceiverUrl}"+receiver.EventsPath+`"`),
 	))
 	for rule, kind := range map[string]receiver.EventKind{"CodeBuildRule": receiver.CodeBuildStateChange, "EcrRule": receiver.ECRImageAction,
-		"EcsHookRule": controllers.ECSHookStateChange} {
+		"EcsDeploymentRule": controllers.ECSDeploymentStateChange, "EcsHookRule": controllers.ECSHookStateChange} {
 		pattern := []string{"Resources", rule, "Properties", "EventPattern"}
 		g.Expect(get(append(pattern, "source")...).MustString()).To(ContainSubstring(kind.Source), rule)
 		g.Expect(get(append(pattern, "detail-type")...).MustString()).To(ContainSubstring(kind.DetailType), rule)
