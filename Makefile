@@ -24,9 +24,13 @@ help: ## Show this help.
 
 ##@ Development
 
+# The Helm chart carries the same generated CRD and controller rules (test/helm_test.go checks).
 .PHONY: manifests
-manifests: ## Generate the CRD and RBAC manifests from the markers.
+manifests: ## Generate the CRD and RBAC manifests from the markers (config/ and charts/autodeploy).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	rm -f charts/autodeploy/crds/*.yaml
+	cp config/crd/bases/*.yaml charts/autodeploy/crds/
+	cp config/rbac/role.yaml charts/autodeploy/files/manager-role.yaml
 
 .PHONY: generate
 generate: ## Generate the DeepCopy methods.
