@@ -39,7 +39,7 @@ type Outcome struct {
 	// Build is the build deployed (or waiting), nil for a pinned image of no known build.
 	Build *deployv1.BuildRef
 	// Commit is the build's commit, when the Environment's latest build is that build.
-	Commit string
+	Commit               string
 	Image, PreviousImage string
 	Trigger              string
 	// Result is the deploy's rollout result (history outcomes).

@@ -323,7 +323,7 @@ func buildNumber(b *deployv1.BuildRef) int64 {
 func (s *Sender) post(ctx context.Context, address string, h http.Header, body []byte, what string) (int, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, address, bytes.NewReader(body))
 	if err != nil {
-		return 0, "", &Error{Rejected: true, Msg: fmt.Sprintf("%s address: %v", what, err)}
+		return 0, "", &Error{Rejected: true, Msg: fmt.Sprintf("%s address: %v", what, redact(err))}
 	}
 	for k, v := range h {
 		req.Header[k] = v
