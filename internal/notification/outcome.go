@@ -185,10 +185,13 @@ func Derive(env *deployv1.Environment, since time.Time) []Outcome {
 		default:
 			o := base
 			id := fmt.Sprintf("%d-%s", c.LastTransitionTime.Unix(), shortHash(c.Reason))
+			o.Deploy = "stall-" + id
 			if p := st.PendingDeploy; p != nil {
 				o.Deploy, o.Build, o.Commit, o.Image, o.Trigger = DeployID(p), p.Build, commitOf(p.Build), p.Image, p.Trigger
-			} else {
-				o.Deploy = "stall-" + id
+			}
+			o.GitHubKey = "deploy-" + o.Deploy
+			if o.Build != nil && o.Build.ID != "" {
+				o.GitHubKey = "build-" + o.Build.ID
 			}
 			o.Type, o.Reason, o.Message, o.At = deployv1.OutcomeStalled, c.Reason, c.Message, c.LastTransitionTime.Time
 			o.Key = o.Type + "/" + id
