@@ -62,7 +62,7 @@ func TestDeployManifestsApplyToAnAPIServer(t *testing.T) {
 			g.Expect(c.Create(ctx, o)).To(Succeed(), "%s %s", o.GetKind(), o.GetName())
 		}
 	}
-	g.Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 1))
+	g.Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 2), "Environment and Notification")
 	g.Expect(kinds).To(HaveKeyWithValue("Deployment", 1))
 	g.Expect(kinds).To(HaveKey("ClusterRole"))
 	g.Expect(kinds).To(HaveKey("Service"))

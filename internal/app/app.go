@@ -40,6 +40,17 @@ type Options struct {
 	// Account is the controller's own AWS account ("" when not known): Environments that
 	// name a service by ARN and by name are then seen to share it.
 	Account string
+	// Notifications tune the delivery of Notification outcomes.
+	Notifications NotificationOptions
+}
+
+// NotificationOptions tune the notification controller.
+type NotificationOptions struct {
+	// Timeout bounds one request to an endpoint; 10s when zero.
+	Timeout time.Duration
+	// RetryBaseDelay and RetryMaxDelay bound the backoff after a failed delivery; 2s and 10m
+	// when zero.
+	RetryBaseDelay, RetryMaxDelay time.Duration
 }
 
 // Setup adds the Environment reconciler, the receiver and health checks to mgr.
@@ -102,6 +113,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		RetryMaxDelay:           opts.RetryMaxDelay,
 		Account:                 opts.Account,
 	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := setupNotifications(mgr, opts); err != nil {
 		return err
 	}
 	// ECS "Deployment State Change" events end rollouts without polling.

@@ -106,6 +106,8 @@ type harness struct {
 	receiverOpts []func(*app.ReceiverOptions)
 	extraNS      []string
 	eventKeys    atomic.Pointer[[][]byte]
+	// appOpts adjust the manager's options before each start.
+	appOpts []func(*app.Options)
 }
 
 type runningManager struct {
@@ -293,7 +295,7 @@ func (h *harness) startManager() {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	h.g.Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
-	h.g.Expect(app.Setup(ctx, mgr, app.Options{
+	opts := app.Options{
 		ReceiverListener:        ln,
 		Keys:                    func() [][]byte { return *h.keys.Load() },
 		Receiver:                h.receiverOptions(),
@@ -307,7 +309,11 @@ func (h *harness) startManager() {
 		// Short intervals keep the tests quick; the doubling is the production behaviour.
 		RolloutPollInterval:    50 * time.Millisecond,
 		RolloutPollMaxInterval: 400 * time.Millisecond,
-	})).To(Succeed())
+	}
+	for _, adjust := range h.appOpts {
+		adjust(&opts)
+	}
+	h.g.Expect(app.Setup(ctx, mgr, opts)).To(Succeed())
 	rm := &runningManager{cancel: cancel, done: make(chan error, 1), receiverURL: "http://" + ln.Addr().String()}
 	go func() { rm.done <- mgr.Start(ctx) }()
 	h.mgr = rm
