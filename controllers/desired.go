@@ -120,7 +120,34 @@ func Decide(env *deployv1.Environment) Desired {
 			}
 		}
 	}
+	if g := gateOn(env, w); g != nil {
+		return gated(env, g)
+	}
 	return withPending(env, w, true)
+}
+
+// gateOn returns the gate recorded in status.gate that holds back a new deploy of w, or nil:
+// a pin, the deploy pending and what already runs pass every gate.
+func gateOn(env *deployv1.Environment, w Desired) *deployv1.Gate {
+	st := &env.Status
+	g := st.Gate
+	if g == nil || !blockingGate(g.Reason) || w.Trigger == deployv1.TriggerPin || !deployv1.SameBuild(g.Build, w.Build) || !needsDeploy(env, w) {
+		return nil
+	}
+	if p := st.PendingDeploy; p != nil && p.Result != deployv1.ResultStalled && samePending(p, w) {
+		return nil
+	}
+	return g
+}
+
+// gated decides for an Environment whose wanted build waits at gate g: a deploy pending (it
+// may have reached the service before a restart) is finished; otherwise what runs stays.
+func gated(env *deployv1.Environment, g *deployv1.Gate) Desired {
+	st := &env.Status
+	if p := st.PendingDeploy; p != nil && p.Result != deployv1.ResultStalled {
+		return withPending(env, Desired{Image: p.Image, Images: p.Images, Build: p.Build, Trigger: p.Trigger, Force: p.Trigger == deployv1.TriggerRetry}, true)
+	}
+	return withPending(env, Desired{Image: st.DeployedImage, Images: st.DeployedImages, Build: st.DeployedBuild, Reason: g.Reason, Message: g.Message}, false)
 }
 
 // withPending decides the action for w given the pending deploy: deploying w is wanted
@@ -167,6 +194,13 @@ func wanted(env *deployv1.Environment) (w Desired, want bool, missing string) {
 	if !spec.Accepts(latest) {
 		latest = nil
 	}
+	if spec.Promotion != nil {
+		// Only a build that qualified on the upstream is deployed.
+		latest = st.PromotedBuild
+		if !promotedAccepted(spec, latest) {
+			latest = nil
+		}
+	}
 	switch {
 	case spec.Pinned():
 		w = Desired{Trigger: deployv1.TriggerPin}
@@ -185,6 +219,11 @@ func wanted(env *deployv1.Environment) (w Desired, want bool, missing string) {
 	default:
 		w = Desired{Reason: deployv1.ReasonAutoDeployOff, Message: "Auto-deploy is off: new builds are recorded, not deployed"}
 		switch {
+		case spec.AutoDeploy && spec.Promotion != nil:
+			w.Reason, w.Message = deployv1.ReasonWaitingForUpstream, fmt.Sprintf("Waiting for a build of %s to complete its rollout on %s", spec.Application, spec.Promotion.Upstream)
+			if g := st.Gate; g != nil && (g.Reason == deployv1.ReasonWaitingForUpstream || g.Reason == deployv1.ReasonSoaking) {
+				w.Reason, w.Message = g.Reason, g.Message
+			}
 		case spec.AutoDeploy:
 			w.Reason, w.Message = deployv1.ReasonWaitingForBuild, "Waiting for the first build of "+spec.Application
 			if spec.Branch != "" {

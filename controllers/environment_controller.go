@@ -79,6 +79,9 @@ type EnvironmentReconciler struct {
 	// hookAnswered holds, per Environment, the last hook-action value this reconciler
 	// answered, to tell a cache that has not caught up from a new value (hooks.go).
 	hookAnswered sync.Map
+	// approvalWarned holds, per Environment, the approve value last warned about as naming
+	// another build than the one waiting (gate_reconcile.go).
+	approvalWarned sync.Map
 }
 
 // +kubebuilder:rbac:groups=deploy.autodeploy.dev,resources=environments,verbs=get;list;watch
@@ -106,11 +109,16 @@ func (r *EnvironmentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := IndexServiceKey(context.Background(), mgr.GetFieldIndexer(), r.Account); err != nil {
 		return err
 	}
+	if err := IndexUpstream(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&deployv1.Environment{}, builder.WithPredicates(environmentChanged())).
 		// The owner of a service may change when another Environment naming it comes, goes or
 		// moves.
 		Watches(&deployv1.Environment{}, r.serviceSharers()).
+		// A promoted Environment decides again when its upstream's rollouts change.
+		Watches(&deployv1.Environment{}, r.downstreams()).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.MaxConcurrentReconciles,
 			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](r.RetryBaseDelay, r.RetryMaxDelay),
@@ -132,7 +140,8 @@ func environmentChanged() predicate.Predicate {
 				!equality.Semantic.DeepEqual(oldEnv.Status.LatestBuild, newEnv.Status.LatestBuild) ||
 				oldEnv.Annotations[deployv1.RetryAnnotation] != newEnv.Annotations[deployv1.RetryAnnotation] ||
 				oldEnv.Annotations[deployv1.HookActionAnnotation] != newEnv.Annotations[deployv1.HookActionAnnotation] ||
-				failureReported(newEnv) && !failureReported(oldEnv)
+				failureReported(newEnv) && !failureReported(oldEnv) ||
+				gateAnnotationsChanged(oldEnv, newEnv)
 		},
 		// A delete reconciles once: the Environment is gone, so its rollout is no longer
 		// followed (no ECS call).
@@ -147,8 +156,15 @@ func failureReported(e *deployv1.Environment) bool {
 	return last != nil && last.Result == deployv1.ResultInProgress && last.FailureReported != nil
 }
 
-// Reconcile converges one Environment.
+// Reconcile converges one Environment, and comes back when its gates change by the clock (a
+// soak's end, a deploy window's opening, a freeze's end).
 func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var wake time.Time
+	res, err := r.reconcile(ctx, req, &wake)
+	return r.wakeAt(res, err, wake)
+}
+
+func (r *EnvironmentReconciler) reconcile(ctx context.Context, req ctrl.Request, wake *time.Time) (ctrl.Result, error) {
 	env := &deployv1.Environment{}
 	if err := r.Client.Get(ctx, req.NamespacedName, env); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -192,6 +208,9 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	// An observed or withdrawn pending deploy is followed by a fresh decision: at most one
 	// of each, then a deploy or nothing.
 	for range 3 {
+		if stop, res, err := r.applyGates(ctx, base, env, wake); stop {
+			return res, err
+		}
 		desired := Decide(env)
 		switch desired.Action {
 		case ActionNone:
@@ -245,6 +264,9 @@ func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.Nam
 		}
 		if targetKnown(env) {
 			pending.PreviousImage, pending.PreviousImages, pending.PreviousBuild = st.DeployedImage, st.DeployedImages, st.DeployedBuild
+		}
+		if env.Spec.Approval == deployv1.ApprovalRequired && desired.Build != nil && desired.Trigger != deployv1.TriggerPin {
+			pending.Approval = approvalOf(env, desired.Build.Number, r.Now())
 		}
 		st.PendingDeploy = pending
 		st.DesiredImage, st.DesiredImages = desired.Image, desired.Images
@@ -542,6 +564,10 @@ func setSettledConditions(env *deployv1.Environment, desired Desired) {
 	case known && last != nil && last.Result == deployv1.ResultFailed && sameSet(last.Image, last.Images, st.DeployedImage, st.DeployedImages) && !last.RolledBack:
 		set(metav1.ConditionFalse, true, false, deployv1.ReasonRolloutFailed,
 			fmt.Sprintf("ECS deployment %s of %s failed: %s", last.DeploymentID, describe(last.Image, last.Build), last.Reason))
+		return
+	case st.Gate != nil && desired.Action == ActionNone && p == nil:
+		// A build waits at a gate: Ready carries the gate's reason and message.
+		set(metav1.ConditionFalse, false, false, st.Gate.Reason, st.Gate.Message)
 		return
 	}
 	reason, msg := desired.Reason, desired.Message

@@ -193,6 +193,28 @@ type EnvironmentSpec struct {
 
 	// ECS is the service to deploy to.
 	ECS ECSTarget `json:"ecs"`
+
+	// Promotion deploys only builds that completed their rollout on an upstream Environment
+	// (and soaked there): the newest such build, in place of the latest build.
+	// +optional
+	Promotion *Promotion `json:"promotion,omitempty"`
+
+	// Approval is Required to make every build wait until the approve annotation names its
+	// build number; None (the default) deploys without approval. A pin needs none.
+	// +optional
+	// +kubebuilder:validation:Enum=None;Required
+	Approval string `json:"approval,omitempty"`
+
+	// DeployWindows, when set, restrict new builds to these windows: a build that arrives
+	// outside every window waits for the next opening. A pin is never held back.
+	// +optional
+	// +kubebuilder:validation:MaxItems=20
+	DeployWindows []DeployWindow `json:"deployWindows,omitempty"`
+
+	// Freeze stops new builds from deploying until it ends (as does the freeze annotation).
+	// A pin is never frozen.
+	// +optional
+	Freeze *Freeze `json:"freeze,omitempty"`
 }
 
 // Build is a finished build of the application, as its manifest described it.
@@ -372,6 +394,9 @@ type Deploy struct {
 	// rollback.
 	// +optional
 	FailureReported *FailureReport `json:"failureReported,omitempty"`
+	// Approval is the approval the deploy went out with, when spec.approval required one.
+	// +optional
+	Approval *Approval `json:"approval,omitempty"`
 }
 
 // FailureReport is a failure of a deployment, as an ECS event reported it.
@@ -400,6 +425,12 @@ type EnvironmentStatus struct {
 	// window or a freeze); empty when nothing waits.
 	// +optional
 	Gate *Gate `json:"gate,omitempty"`
+
+	// PromotedBuild is the newest build that qualified on the upstream Environment of
+	// spec.promotion (its rollout completed there, and it soaked), with its images: what this
+	// Environment deploys in place of status.latestBuild.
+	// +optional
+	PromotedBuild *Build `json:"promotedBuild,omitempty"`
 
 	// DesiredImage is the image that should run: the pin, else the latest build when
 	// auto-deploy is on, else what is deployed.
@@ -476,9 +507,12 @@ type EnvironmentStatus struct {
 // +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.status.deployedImage`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Gate",type=string,JSONPath=`.status.gate.reason`
+// +kubebuilder:printcolumn:name="Waiting",type=string,JSONPath=`.status.gate.message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // Environment deploys the builds of one application to one ECS service.
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.promotion) || self.spec.promotion.upstream != self.metadata.name",message="spec.promotion.upstream names this Environment itself: name another Environment of the namespace"
 type Environment struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	// The zone database, for deploy windows in a minimal image.
+	_ "time/tzdata"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
