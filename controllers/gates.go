@@ -110,7 +110,7 @@ func EvaluateGates(env *deployv1.Environment, upstream *deployv1.Environment, no
 		if freeze.reason != "" {
 			msg += " (" + freeze.reason + ")"
 		}
-		msg += ": " + what + " waits"
+		msg += ": " + lowerFirst(what) + " waits"
 		if freeze.until == nil {
 			msg += " until " + freeze.source
 		}
@@ -126,13 +126,15 @@ func EvaluateGates(env *deployv1.Environment, upstream *deployv1.Environment, no
 		}
 		res.Wake = earliest(res.Wake, next)
 		res.Gate = gate(deployv1.ReasonOutsideDeployWindow, fmt.Sprintf("Outside every deploy window: %s waits until %s, when the window %q opens",
-			strings.ToLower(what[:1])+what[1:], clock(next, nextWin.loc, now), nextWin.spec), &next)
+			lowerFirst(what), clock(next, nextWin.loc, now), nextWin.spec), &next)
 	}
 	if res.Gate == nil {
 		res.Gate = waiting
 	}
 	return res
 }
+
+func lowerFirst(s string) string { return strings.ToLower(s[:1]) + s[1:] }
 
 func firstGateError(errs ...error) *GateError {
 	for _, err := range errs {

@@ -108,6 +108,8 @@ type harness struct {
 	eventKeys    atomic.Pointer[[][]byte]
 	// appOpts adjust the manager's options before each start.
 	appOpts []func(*app.Options)
+	// now is the reconciler's clock (time.Now when nil).
+	now func() time.Time
 }
 
 type runningManager struct {
@@ -124,6 +126,12 @@ type harnessConfig struct {
 	noPolling     bool
 	maxConcurrent int
 	receiver      []func(*app.ReceiverOptions)
+	now           func() time.Time
+}
+
+// withClock gives the reconciler a clock of the test's own.
+func withClock(now func() time.Time) harnessOption {
+	return func(c *harnessConfig) { c.now = now }
 }
 
 // withMaxConcurrent sets how many Environments the reconciler deploys at once.
@@ -158,6 +166,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	}
 	h := &harness{t: t, g: g, budget: hc.budget, noPolling: hc.noPolling, maxConcurrent: hc.maxConcurrent, ns: fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.ReplaceAll(t.Name(), "_", "-")))}
 	h.receiverOpts = hc.receiver
+	h.now = hc.now
 	if len(h.ns) > 60 {
 		h.ns = h.ns[:60]
 	}
@@ -304,6 +313,7 @@ func (h *harness) startManager() {
 		RetryMaxDelay:           500 * time.Millisecond,
 		RolloutPolling:          !h.noPolling,
 		MaxConcurrentReconciles: h.maxConcurrent,
+		Now:                     h.now,
 		// The simulator's default account, where Environments without a role deploy.
 		Account: h.sim.DefaultAccount().ID(),
 		// Short intervals keep the tests quick; the doubling is the production behaviour.
