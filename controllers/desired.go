@@ -127,15 +127,16 @@ func Decide(env *deployv1.Environment) Desired {
 }
 
 // gateOn returns the gate recorded in status.gate that holds back a new deploy of w, or nil:
-// a pin, the deploy pending and what already runs pass every gate.
+// a pin and the deploy pending pass every gate (and what runs is never gated: the reconciler
+// records a gate only for a build that would be deployed).
 func gateOn(env *deployv1.Environment, w Desired) *deployv1.Gate {
 	st := &env.Status
 	g := st.Gate
-	if g == nil || !blockingGate(g.Reason) || w.Trigger == deployv1.TriggerPin || !deployv1.SameBuild(g.Build, w.Build) || !needsDeploy(env, w) {
+	if g == nil || !blockingGate(g.Reason) || w.Trigger == deployv1.TriggerPin || env.Spec.Pinned() || !deployv1.SameBuild(g.Build, w.Build) {
 		return nil
 	}
-	if p := st.PendingDeploy; p != nil && p.Result != deployv1.ResultStalled && samePending(p, w) {
-		return nil
+	if p := st.PendingDeploy; p != nil && p.Result != deployv1.ResultStalled && samePending(p, w) && w.Force == (p.Trigger == deployv1.TriggerRetry) {
+		return nil // withPending finishes it
 	}
 	return g
 }

@@ -394,7 +394,10 @@ func finish(e *deployv1.Environment) {
 	desired := Decide(e)
 	e.Status.DesiredImage, e.Status.DesiredImages = desired.Image, desired.Images
 	e.Status.ObservedGeneration = e.Generation
-	e.Status.RetryHandled = e.Annotations[deployv1.RetryAnnotation]
+	if !blockingGate(desired.Reason) {
+		// A retry held back by a gate is answered when the gate lets it through.
+		e.Status.RetryHandled = e.Annotations[deployv1.RetryAnnotation]
+	}
 	setPinned(e)
 	setSettledConditions(e, desired)
 }
