@@ -266,7 +266,7 @@ func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.Nam
 			pending.PreviousImage, pending.PreviousImages, pending.PreviousBuild = st.DeployedImage, st.DeployedImages, st.DeployedBuild
 		}
 		if env.Spec.Approval == deployv1.ApprovalRequired && desired.Build != nil && desired.Trigger != deployv1.TriggerPin {
-			pending.Approval = approvalOf(env, desired.Build.Number, r.Now())
+			pending.Approval = approvalOf(r.approvalSource(ctx, key, env), desired.Build.Number, r.Now())
 		}
 		st.PendingDeploy = pending
 		st.DesiredImage, st.DesiredImages = desired.Image, desired.Images

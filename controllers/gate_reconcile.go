@@ -144,6 +144,20 @@ func (r *EnvironmentReconciler) judgeApproval(env *deployv1.Environment, g *depl
 		deployv1.ApproveAnnotation, v, g.Build.Number, env.Name, env.Namespace, deployv1.ApproveAnnotation, g.Build.Number)
 }
 
+// approvalSource returns the Environment to learn an approval's author and time from: env
+// when it names who approved or carries managedFields, else the live Environment (the cache
+// may drop managedFields), one GET per approved deploy.
+func (r *EnvironmentReconciler) approvalSource(ctx context.Context, key types.NamespacedName, env *deployv1.Environment) *deployv1.Environment {
+	if env.Annotations[deployv1.ApprovedByAnnotation] != "" || len(env.ManagedFields) > 0 {
+		return env
+	}
+	live := &deployv1.Environment{}
+	if err := r.apiReader().Get(ctx, key, live); err != nil || live.Annotations[deployv1.ApproveAnnotation] != env.Annotations[deployv1.ApproveAnnotation] {
+		return env
+	}
+	return live
+}
+
 // stallGate settles an Environment whose gate settings cannot be applied: Stalled, with the
 // reason and what to fix, and no ECS call until the spec (or annotation) changes.
 func (r *EnvironmentReconciler) stallGate(ctx context.Context, base, env *deployv1.Environment, ge *GateError) (ctrl.Result, error) {
