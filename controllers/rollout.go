@@ -148,6 +148,7 @@ func (r *RolloutRecorder) Record(ctx context.Context, key types.NamespacedName, 
 	case deployv1.ResultFailed:
 		msg := fmt.Sprintf("ECS deployment %s of %s%s failed: %s", obs.DeploymentID, last.Image, buildSuffix(last.Build), obs.Reason)
 		if obs.RolledBack {
+			metrics.Rollbacks.Inc()
 			msg += "; ECS rolled the service back to " + orUnknown(last.PreviousImage)
 		}
 		r.event(env, "Warning", EventRolloutFailed, "%s", msg)

@@ -10,9 +10,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 	"github.com/autodeploy-dev/autodeploy/internal/ecssim"
+	"github.com/autodeploy-dev/autodeploy/internal/metrics"
 )
 
 // rollbackWorld is an Environment prod on service shop-api, which has the deployment circuit
@@ -122,9 +124,13 @@ func (w *rollbackWorld) expectRolledBack() {
 // back is recorded as rolled back, at the cost of one DescribeServices for the failure.
 func TestRollbackSeenThroughECSEvents(t *testing.T) {
 	w := newRollbackWorld(t, true)
+	rollbacks := testutil.ToFloat64(metrics.Rollbacks)
 	w.failAndRollBack(false)
 	w.deliver() // FAILED, then the rollback's IN_PROGRESS
 	w.expectRolledBack()
+	// Counted once the status is written, so it can trail the status by a moment.
+	w.h.g.Eventually(func() float64 { return testutil.ToFloat64(metrics.Rollbacks) }, timeout, poll).
+		Should(Equal(rollbacks+1), "autodeploy_rollbacks_total counts the rollback")
 	// The rollback completes; its event changes nothing.
 	w.h.g.Expect(w.h.sim.CompleteDeployment("prod", "shop-api")).To(Succeed())
 	before := w.h.getEnv("prod")

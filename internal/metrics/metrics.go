@@ -76,6 +76,13 @@ var (
 		Buckets: prometheus.ExponentialBuckets(0.01, 4, 8),
 	}, []string{"category"})
 
+	// Rollbacks counts failed ECS rollouts that ECS rolled back (the deployment circuit
+	// breaker or a CloudWatch alarm), so that the service runs what ran before.
+	Rollbacks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "autodeploy_rollbacks_total",
+		Help: "Failed ECS rollouts that ECS rolled back to what ran before.",
+	})
+
 	// RolloutPolls counts DescribeServices calls made by the rollout tracker.
 	RolloutPolls = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "autodeploy_rollout_polls_total",
@@ -84,7 +91,7 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(Deploys, ECSCalls, ReceiverRequests, ReceiverAuthFailures, ReceiverDuplicates, ReceiverLiveReads, Builds, BuildToDeployed, ECSThrottleWait, RolloutPolls)
+	ctrlmetrics.Registry.MustRegister(Deploys, ECSCalls, ReceiverRequests, ReceiverAuthFailures, ReceiverDuplicates, ReceiverLiveReads, Builds, BuildToDeployed, ECSThrottleWait, Rollbacks, RolloutPolls)
 }
 
 // EnvironmentReconciles returns how many reconciles the Environment controller finished in
