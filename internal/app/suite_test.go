@@ -110,12 +110,18 @@ type harness struct {
 	appOpts []func(*app.Options)
 	// now is the reconciler's clock (time.Now when nil).
 	now func() time.Time
+	// monitored runs the manager as cmd/manager does for Prometheus: metrics served over HTTP,
+	// leader election on, the Environment collector registered (monitoring_test.go).
+	monitored bool
 }
 
 type runningManager struct {
 	cancel      context.CancelFunc
 	done        chan error
 	receiverURL string
+	// metricsURL is the manager's metrics endpoint when the harness is monitored.
+	metricsURL string
+	unregister func()
 }
 
 type harnessOption func(*harnessConfig)
@@ -127,6 +133,7 @@ type harnessConfig struct {
 	maxConcurrent int
 	receiver      []func(*app.ReceiverOptions)
 	now           func() time.Time
+	monitored     bool
 }
 
 // withClock gives the reconciler a clock of the test's own.
@@ -167,6 +174,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	h := &harness{t: t, g: g, budget: hc.budget, noPolling: hc.noPolling, maxConcurrent: hc.maxConcurrent, ns: fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.ReplaceAll(t.Name(), "_", "-")))}
 	h.receiverOpts = hc.receiver
 	h.now = hc.now
+	h.monitored = hc.monitored
 	if len(h.ns) > 60 {
 		h.ns = h.ns[:60]
 	}
@@ -293,13 +301,17 @@ func (h *harness) ecsClients() controllers.ECSClientFunc {
 func (h *harness) startManager() {
 	h.t.Helper()
 	h.g.Expect(h.mgr).To(BeNil(), "manager already running")
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+	mgrOpts := ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Cache:                  app.CacheOptions(h.cacheNamespaces()),
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	}
+	if h.monitored {
+		h.monitorOptions(&mgrOpts)
+	}
+	mgr, err := ctrl.NewManager(restConfig, mgrOpts)
 	h.g.Expect(err).NotTo(HaveOccurred())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	h.g.Expect(err).NotTo(HaveOccurred())
@@ -325,6 +337,9 @@ func (h *harness) startManager() {
 	}
 	h.g.Expect(app.Setup(ctx, mgr, opts)).To(Succeed())
 	rm := &runningManager{cancel: cancel, done: make(chan error, 1), receiverURL: "http://" + ln.Addr().String()}
+	if h.monitored {
+		rm.metricsURL, rm.unregister = h.monitor(mgr, mgrOpts)
+	}
 	go func() { rm.done <- mgr.Start(ctx) }()
 	h.mgr = rm
 	h.g.Eventually(func() error {
@@ -347,6 +362,9 @@ func (h *harness) stopManager() {
 		h.g.Expect(err).NotTo(HaveOccurred())
 	case <-time.After(30 * time.Second):
 		h.t.Error("manager did not stop within 30s")
+	}
+	if h.mgr.unregister != nil {
+		h.mgr.unregister()
 	}
 	h.mgr = nil
 }
