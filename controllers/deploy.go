@@ -247,7 +247,11 @@ func findStarted(ctx context.Context, api ECSAPI, svc *types.Service, running st
 // newest revision when an interrupted attempt already registered it, and a retry the revision
 // of the rollout that failed (ECS rolled back from it); a fresh deploy registers.
 func register(ctx context.Context, api ECSAPI, current *types.TaskDefinition, want *ecs.RegisterTaskDefinitionInput, req deployRequest) (string, bool, error) {
-	if req.resume || req.force {
+	// A resumed deploy may have registered the revision before it was interrupted; a retry, or
+	// a deploy to a service the Environment moved back to, may find the revision an earlier
+	// deploy of the same image registered there. They reuse it rather than register its twin:
+	// one more DescribeTaskDefinition, for these deploys only (a fresh deploy makes four calls).
+	if req.resume || req.force || req.pending != nil && req.pending.Trigger == deployv1.TriggerTarget {
 		newest, err := describeTaskDefinition(ctx, api, current.Family)
 		if err != nil {
 			return "", false, err

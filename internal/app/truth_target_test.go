@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -584,4 +586,38 @@ func TestTruthPinMovedToAServiceRunningANewerBuildIsApplied(t *testing.T) {
 	env := h.getEnv("prod")
 	g.Expect(env.Status.DeployedImage).To(Equal(b5.Image))
 	g.Expect(env.Status.LastDeploy().Trigger).To(Equal(deployv1.TriggerTarget))
+}
+
+// TestTruthRetargetBackReusesTheRevisionOfTheImage: a pinned Environment deployed to service A
+// moves to B and back to A, where someone rolled the service back meanwhile. The deploy back to
+// A finds the revision of the pin its first deploy registered there and uses it again: no twin
+// revision of the same image (one more DescribeTaskDefinition, for a deploy to a new target only).
+func TestTruthRetargetBackReusesTheRevisionOfTheImage(t *testing.T) {
+	h := newHarness(t)
+	g := h.g
+	famA := h.seedService("prod", "shop-api", image("v1"))
+	h.seedService("prod", "shop-api-2", image("w"))
+	pin := image("p")
+	h.createEnv("prod", func(e *deployv1.Environment) { e.Spec.PinnedImage = pin })
+	h.startManager()
+	g.Eventually(h.env("prod"), timeout, poll).Should(And(
+		WithTransform(deployedImage, Equal(pin)),
+		WithTransform(rolloutResult, Equal(deployv1.ResultCompleted))))
+	g.Expect(h.sim.Revisions(famA)).To(Equal(2))
+
+	h.updateEnv("prod", func(e *deployv1.Environment) { e.Spec.ECS.Service = "shop-api-2" })
+	g.Eventually(func() string { return h.webImage("prod", "shop-api-2") }, timeout, poll).Should(Equal(pin))
+	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(rolloutResult, Equal(deployv1.ResultCompleted)))
+	// A person rolls shop-api back to its first revision.
+	_, err := h.sdk().UpdateService(context.Background(), &ecs.UpdateServiceInput{
+		Cluster: aws.String("prod"), Service: aws.String("shop-api"), TaskDefinition: aws.String(famA + ":1")})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	h.updateEnv("prod", func(e *deployv1.Environment) { e.Spec.ECS.Service = "shop-api" })
+	g.Eventually(func() string { return h.webImage("prod", "shop-api") }, timeout, poll).Should(Equal(pin))
+	g.Eventually(h.env("prod"), timeout, poll).Should(WithTransform(rolloutResult, Equal(deployv1.ResultCompleted)))
+	g.Expect(h.sim.Revisions(famA)).To(Equal(2), "the pin's revision is used again, not registered twice")
+	last := h.getEnv("prod").Status.LastDeploy()
+	g.Expect(last.Trigger).To(Equal(deployv1.TriggerTarget))
+	g.Expect(last.TaskDefinitionARN).To(HaveSuffix(famA + ":2"))
 }
