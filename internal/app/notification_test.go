@@ -88,9 +88,14 @@ func TestNotificationWebhookTellsEachDeployOutcomeOnce(t *testing.T) {
 	g.Eventually(ep.outcomes, timeout, poll).Should(Equal(append(want, deployv1.OutcomeDeployStarted)))
 	g.Expect(ep.malformed()).To(BeEmpty())
 	g.Eventually(h.notification("hook"), timeout, poll).Should(WithTransform(notificationReady, Equal("True/"+deployv1.ReasonDelivered)))
-	rec := h.notification("hook")().Status.Environments
-	g.Expect(rec).To(HaveLen(1))
-	g.Expect(rec[0].Delivered).To(HaveLen(6), "the keys of what was told and is still in the history")
+	// The status records a delivery after it was made: wait for the sixth.
+	g.Eventually(func() []int {
+		var n []int
+		for _, e := range h.notification("hook")().Status.Environments {
+			n = append(n, len(e.Delivered))
+		}
+		return n
+	}, timeout, poll).Should(Equal([]int{6}), "the keys of what was told and is still in the history")
 }
 
 // TestNotificationSlackRetriesAfter500And429: Slack answers 500, then 429 with Retry-After;
@@ -198,9 +203,14 @@ func TestNotificationGitHubDeploymentsAndStatuses(t *testing.T) {
 		ghDeployment{ID: 1000, Repo: "shop/shop-api", Ref: "3f2c9e1", Environment: "prod", States: []string{"in_progress", "success"}},
 		ghDeployment{ID: 1001, Repo: "shop/shop-api", Ref: "3f2c9e1", Environment: "prod", States: []string{"in_progress", "failure", "inactive"}}))
 	g.Expect(gh.malformed()).To(BeEmpty())
-	n := h.notification("github")()
-	g.Expect(n.Status.Environments).To(HaveLen(1))
-	g.Expect(n.Status.Environments[0].GitHubDeployments).To(HaveLen(2))
+	// The status records a deployment after it was made.
+	g.Eventually(func() []int {
+		var n []int
+		for _, e := range h.notification("github")().Status.Environments {
+			n = append(n, len(e.GitHubDeployments))
+		}
+		return n
+	}, timeout, poll).Should(Equal([]int{2}))
 }
 
 // TestNotificationHeldAndStalled: a build that names no image for a managed container is told
