@@ -72,9 +72,9 @@ func demo(ctx context.Context, out io.Writer, cfg *rest.Config, scheme *runtime.
 		return err
 	}
 	fmt.Fprintf(out, "\nApplied the sample Notification %s (provider webhook; the Environments labelled\n"+
-		"app.kubernetes.io/part-of=shop-api), its address pointed at a local webhook receiver, %s,\n"+
-		"its key in Secret %s. The receiver checks each signature with manifest.Verify and prints\n"+
-		"each notification once, as a %s line.\n\n", webhookName, hooks.url, webhookSecret, demoWebhookTitle)
+		"app.kubernetes.io/part-of=shop-api), its key in Secret %s, its address pointed at a local\n"+
+		"webhook receiver, %s, which checks each signature with manifest.Verify and\n"+
+		"prints each notification once, as a %s line.\n\n", webhookName, webhookSecret, hooks.url, demoWebhookTitle)
 
 	names, err := applySamples(ctx, c, filepath.Join(samples, "deploy_v1alpha1_environment.yaml"), ns, nil)
 	if err != nil {

@@ -261,7 +261,7 @@ Try it:
   go run ./cmd/autodeployctl notify --url %[2]s --key-file %[3]s \
       --application shop-api --branch main --build-number 200 \
       --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/shop-api:b200
-  go run ./cmd/autodeployctl --kubeconfig %[1]s approve shop-api-prod   # once staging ran it
+  go run ./cmd/autodeployctl --kubeconfig %[1]s approve shop-api-prod   # once staging ran build 200
   go run ./cmd/autodeployctl ecs-service --endpoint %[4]s --cluster staging --service shop-api
 Press Ctrl-C to stop.
 `, info.Kubeconfig, info.ReceiverURL, info.KeyFile, info.ECSURL)

@@ -94,7 +94,7 @@ func TestLocalRunShowsADeploy(t *testing.T) {
 		// said so before the approval.
 		g.Expect(text).To(ContainSubstring("shop-api-prod: WaitingForUpstream: Waiting for shop-api-staging to complete build 143"))
 		waiting := regexp.MustCompile(`shop-api-prod\s+shop-api\s+true\s+<none>\s+143\s+<none>\s+<none>\s+<none>\s+False\s+AwaitingApproval\s+AwaitingApproval`).FindStringIndex(text)
-		why := regexp.MustCompile(`\$ autodeployctl why shop-api-prod\n\s+Environment default/shop-api-prod requires approval: build 143 waits`).FindStringIndex(text)
+		why := regexp.MustCompile(`\$ autodeployctl why shop-api-prod\n(?:  \[webhook\].*\n)*  Environment default/shop-api-prod requires approval: build 143 waits`).FindStringIndex(text)
 		approve := strings.Index(text, "$ autodeployctl approve shop-api-prod")
 		approved := strings.Index(text, "Approved build 143 of Environment default/shop-api-prod as developer")
 		g.Expect(waiting).NotTo(BeNil(), text)
