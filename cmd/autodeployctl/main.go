@@ -76,6 +76,7 @@ func runDev(ctx context.Context, args []string) error {
 	runDir := fs.String("run-dir", ".run", "Directory for the kubeconfig and the manifest key (emptied at start).")
 	receiverAddr := fs.String("receiver-address", "127.0.0.1:9292", "Where the receiver listens.")
 	ecsAddr := fs.String("ecs-address", "127.0.0.1:4566", "Where the ECS simulator listens.")
+	webhookAddr := fs.String("webhook-address", "127.0.0.1:9393", "Where the demo's webhook receiver (the endpoint of its webhook Notification) listens.")
 	namespace := fs.String("namespace", "default", "Namespace for the sample Environments.")
 	noDemo := fs.Bool("no-demo", false, "Do not apply the samples or send the demo build.")
 	verbose := fs.Bool("v", false, "Show the manager's logs.")
@@ -95,6 +96,7 @@ func runDev(ctx context.Context, args []string) error {
 		RunDir:       *runDir,
 		ReceiverAddr: *receiverAddr,
 		ECSAddr:      *ecsAddr,
+		WebhookAddr:  *webhookAddr,
 		Namespace:    *namespace,
 		Demo:         !*noDemo,
 		Out:          os.Stdout,

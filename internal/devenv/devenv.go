@@ -1,7 +1,9 @@
 // Package devenv runs autodeploy on one machine with nothing installed: a local control plane
 // (kube-apiserver and etcd, the binaries the tests use), the ECS simulator seeded with the
 // sample services, and the manager wired to both. With Demo set it applies the sample
-// Environments, sends a signed build manifest and shows what happened.
+// Environments and webhook Notification, sends a signed build manifest, approves it for prod
+// with the CLI and shows what happened, while a local webhook receiver prints the
+// notifications.
 package devenv
 
 import (
@@ -35,6 +37,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/app"
 	"github.com/autodeploy-dev/autodeploy/internal/awsecs"
 	"github.com/autodeploy-dev/autodeploy/internal/ecssim"
+	"github.com/autodeploy-dev/autodeploy/internal/notification"
 	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
 
@@ -49,9 +52,11 @@ type Options struct {
 	RunDir string
 	// ReceiverAddr and ECSAddr are where the receiver and the ECS simulator listen.
 	ReceiverAddr, ECSAddr string
+	// WebhookAddr is where the demo's webhook receiver listens (127.0.0.1:0 when empty).
+	WebhookAddr string
 	// Namespace receives the sample Environments.
 	Namespace string
-	// Demo applies the samples, sends a build and prints the result.
+	// Demo applies the samples, sends a build, approves it for prod and prints the result.
 	Demo bool
 	// Out receives what a user reads.
 	Out io.Writer
@@ -70,6 +75,11 @@ type Info struct {
 	ReceiverURL     string
 	ECSURL          string
 	RestConfig      *rest.Config
+	// WebhookURL is the demo's webhook receiver, where the webhook Notification posts.
+	WebhookURL string
+	// Notifications returns what the demo's webhook receiver got (signature verified, each
+	// once), in arrival order.
+	Notifications func() []notification.Payload
 }
 
 // Run starts everything, then blocks until ctx is done and stops it all.
@@ -207,7 +217,23 @@ func Run(ctx context.Context, opts Options) (err error) {
 		info.Kubeconfig, info.ReceiverURL, info.ReceiverURL, info.ECSURL, info.KeyFile, info.EventsKeyFile)
 
 	if opts.Demo {
-		if err := demo(mgrCtx, out, cfg, scheme, opts, info, keyText); err != nil {
+		hookKey := make([]byte, 32)
+		if _, err := rand.Read(hookKey); err != nil {
+			return err
+		}
+		hookKey = []byte(hex.EncodeToString(hookKey))
+		addr := opts.WebhookAddr
+		if addr == "" {
+			addr = "127.0.0.1:0"
+		}
+		hooks, err := startWebhookReceiver(addr, hookKey, out)
+		if err != nil {
+			stopMgr()
+			return errors.Join(err, <-mgrDone)
+		}
+		defer hooks.close()
+		info.WebhookURL, info.Notifications = hooks.url, hooks.notifications
+		if err := demo(mgrCtx, out, cfg, scheme, opts, info, keyText, hooks, hookKey); err != nil {
 			stopMgr()
 			return errors.Join(fmt.Errorf("demo: %w", err), <-mgrDone)
 		}
@@ -231,9 +257,11 @@ func printNext(out io.Writer, info Info) {
 	fmt.Fprintf(out, `
 Try it:
   kubectl --kubeconfig %[1]s get environments -o wide
+  go run ./cmd/autodeployctl --kubeconfig %[1]s list
   go run ./cmd/autodeployctl notify --url %[2]s --key-file %[3]s \
       --application shop-api --branch main --build-number 200 \
       --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/shop-api:b200
+  go run ./cmd/autodeployctl --kubeconfig %[1]s approve shop-api-prod   # once staging ran build 200
   go run ./cmd/autodeployctl ecs-service --endpoint %[4]s --cluster staging --service shop-api
 Press Ctrl-C to stop.
 `, info.Kubeconfig, info.ReceiverURL, info.KeyFile, info.ECSURL)

@@ -1,6 +1,7 @@
 package devenv
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,8 +18,13 @@ import (
 	"k8s.io/client-go/rest"
 )
 
+// hiddenColumns are printer columns the local run leaves out to keep its lines short: the
+// waiting message is told by `autodeployctl why`, and every age is a few seconds.
+var hiddenColumns = map[string]bool{"Waiting": true, "Age": true}
+
 // printEnvironments prints the Environments of namespace the way `kubectl get environments
-// -o wide` does: the API server renders the CRD's printer columns as a Table.
+// -o wide` does, without hiddenColumns and with short image names: the API server renders
+// the CRD's printer columns as a Table.
 func printEnvironments(ctx context.Context, out io.Writer, cfg *rest.Config, namespace string) error {
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
@@ -43,24 +49,35 @@ func printEnvironments(ctx context.Context, out io.Writer, cfg *rest.Config, nam
 	if err := json.NewDecoder(resp.Body).Decode(table); err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
+	// The table is written in one piece: the webhook receiver prints lines meanwhile.
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 4, 3, ' ', 0)
 	var header []string
 	for _, c := range table.ColumnDefinitions {
-		header = append(header, strings.ToUpper(c.Name))
+		if !hiddenColumns[c.Name] {
+			header = append(header, strings.ToUpper(c.Name))
+		}
 	}
 	fmt.Fprintln(tw, "  "+strings.Join(header, "\t"))
 	for _, row := range table.Rows {
-		cells := make([]string, len(row.Cells))
+		var cells []string
 		for i, c := range row.Cells {
-			if c == nil {
-				cells[i] = "<none>"
+			if i < len(table.ColumnDefinitions) && hiddenColumns[table.ColumnDefinitions[i].Name] {
 				continue
 			}
-			cells[i] = fmt.Sprint(c)
+			if c == nil {
+				cells = append(cells, "<none>")
+				continue
+			}
+			cells = append(cells, shortImages(fmt.Sprint(c)))
 		}
 		fmt.Fprintln(tw, "  "+strings.Join(cells, "\t"))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err = out.Write(buf.Bytes())
+	return err
 }
 
 // ECSClient returns an anonymous ECS client for an ECS-compatible endpoint such as the simulator.
