@@ -168,12 +168,16 @@ func (ep *endpoint) outcomes() []string {
 
 // newWebhook is a webhook receiver that verifies the signature with the receiver's own
 // verification (manifest.Verify) and checks the payload's fields.
-func newWebhook(t *testing.T, key []byte) *endpoint {
+func newWebhook(t *testing.T, key []byte) *endpoint { return newWebhookAt(t, key, time.Now) }
+
+// newWebhookAt is newWebhook checking the signature's time against now (the manager's clock,
+// when a test gives it one).
+func newWebhookAt(t *testing.T, key []byte, now func() time.Time) *endpoint {
 	return newEndpoint(t, func(r *http.Request, body []byte) error {
 		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
 			return fmt.Errorf("%s with Content-Type %q", r.Method, r.Header.Get("Content-Type"))
 		}
-		if err := manifest.Verify([][]byte{key}, r.Header.Get(manifest.TimestampHeader), r.Header.Get(manifest.SignatureHeader), body, time.Now()); err != nil {
+		if err := manifest.Verify([][]byte{key}, r.Header.Get(manifest.TimestampHeader), r.Header.Get(manifest.SignatureHeader), body, now()); err != nil {
 			return fmt.Errorf("signature: %w", err)
 		}
 		var p map[string]any

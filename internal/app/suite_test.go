@@ -45,6 +45,8 @@ import (
 )
 
 var (
+	// testEnv is the envtest environment (its AddUser makes users the API server authenticates).
+	testEnv    *envtest.Environment
 	restConfig *rest.Config
 	k8sClient  client.Client
 	scheme     = runtime.NewScheme()
@@ -75,7 +77,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "starting envtest:", err)
 		os.Exit(1)
 	}
-	restConfig = cfg
+	restConfig, testEnv = cfg, env
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client:", err)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -9,24 +10,24 @@ import (
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 )
 
-// TestApprovalOf: the approval column reads who approved and when from a history entry,
-// whether the entry nests it in an approval object or has approved… fields.
-func TestApprovalOf(t *testing.T) {
+// TestApprovalText: the approval column reads who approved and when from the typed
+// status.history[].approval of a deploy.
+func TestApprovalText(t *testing.T) {
+	at := metav1.NewTime(time.Date(2026, 11, 27, 9, 30, 0, 0, time.FixedZone("CET", 3600)))
 	cases := []struct {
-		name  string
-		entry map[string]any
-		want  string
+		name string
+		a    *deployv1.Approval
+		want string
 	}{
-		{"none", map[string]any{"image": "x"}, ""},
-		{"nil", nil, ""},
-		{"nested", map[string]any{"approval": map[string]any{"build": int64(144), "by": "alice", "at": "2026-11-27T09:30:00Z"}}, "alice 2026-11-27 09:30Z"},
-		{"nested approvedBy", map[string]any{"approval": map[string]any{"approvedBy": "bob"}}, "bob"},
-		{"flat", map[string]any{"approvedBy": "carol", "approvedAt": "2026-11-27T09:30:00+01:00"}, "carol 2026-11-27 08:30Z"},
-		{"who unknown", map[string]any{"approval": map[string]any{"at": "2026-11-27T09:30:00Z"}}, "approved 2026-11-27 09:30Z"},
+		{"none", nil, ""},
+		{"who and when", &deployv1.Approval{Build: 144, By: "alice", At: &at}, "alice 2026-11-27 08:30Z"},
+		{"who", &deployv1.Approval{Build: 144, By: "bob"}, "bob"},
+		{"who unknown", &deployv1.Approval{Build: 144, At: &at}, "approved 2026-11-27 08:30Z"},
+		{"nothing known", &deployv1.Approval{Build: 144}, "approved"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			NewWithT(t).Expect(approvalOf(tc.entry)).To(Equal(tc.want))
+			NewWithT(t).Expect(approvalText(tc.a)).To(Equal(tc.want))
 		})
 	}
 }

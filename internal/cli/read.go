@@ -7,12 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
@@ -103,18 +100,10 @@ func (r *root) history(ctx context.Context, name string) error {
 	if err := r.connect(); err != nil {
 		return err
 	}
-	// Read unstructured as well, to show the approval recorded with each deploy whatever
-	// the controller calls its fields.
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(deployv1.GroupVersion.WithKind("Environment"))
-	if err := r.c.Get(ctx, r.key(name), u); err != nil {
+	env := &deployv1.Environment{}
+	if err := r.c.Get(ctx, r.key(name), env); err != nil {
 		return r.readError(name, err)
 	}
-	env := &deployv1.Environment{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, env); err != nil {
-		return fmt.Errorf("reading Environment %s/%s: %w", r.ns, name, err)
-	}
-	raw, _, _ := unstructured.NestedSlice(u.Object, "status", "history")
 	st := &env.Status
 	if len(st.History) == 0 && st.PendingDeploy == nil {
 		fmt.Fprintf(r.out(), "Environment %s has deployed nothing yet.\n", r.envName(env))
@@ -125,7 +114,7 @@ func (r *root) history(ctx context.Context, name string) error {
 	}
 	tw := tabwriter.NewWriter(r.out(), 0, 8, 3, ' ', 0)
 	fmt.Fprintln(tw, "BUILD\tIMAGE\tTRIGGER\tRESULT\tSTARTED\tFINISHED\tAPPROVAL\tREASON")
-	row := func(d *deployv1.Deploy, result string, entry map[string]any) {
+	row := func(d *deployv1.Deploy, result string) {
 		build := "<none>"
 		if d.Build != nil {
 			build = strconv.FormatInt(d.Build.Number, 10)
@@ -134,69 +123,40 @@ func (r *root) history(ctx context.Context, name string) error {
 			result += " (rolled back)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", build, images(d), d.Trigger, orNone(result),
-			stamp(&d.StartedAt), stamp(d.FinishedAt), orNone(approvalOf(entry)), d.Reason)
+			stamp(&d.StartedAt), stamp(d.FinishedAt), orNone(approvalText(d.Approval)), d.Reason)
 	}
 	if p := st.PendingDeploy; p != nil {
 		result := "Pending"
 		if p.Result == deployv1.ResultStalled {
 			result = deployv1.ResultStalled
 		}
-		pending, _, _ := unstructured.NestedMap(u.Object, "status", "pendingDeploy")
-		row(p, result, pending)
+		row(p, result)
 	}
 	for i := range st.History {
-		var entry map[string]any
-		if i < len(raw) {
-			entry, _ = raw[i].(map[string]any)
-		}
-		row(&st.History[i], st.History[i].Result, entry)
+		row(&st.History[i], st.History[i].Result)
 	}
 	return tw.Flush()
 }
 
-// approvalOf finds the approval recorded in a history entry: an "approval" object (or
-// "approved…" fields) with who approved and when.
-func approvalOf(entry map[string]any) string {
-	if entry == nil {
+// approvalText renders the approval a deploy went out with (status.history[].approval): who
+// approved and when, as far as the controller could tell; "" for a deploy that needed none.
+func approvalText(a *deployv1.Approval) string {
+	if a == nil {
 		return ""
 	}
-	src := entry
-	if m, ok := entry["approval"].(map[string]any); ok {
-		src = m
-	} else if _, ok := entry["approval"]; !ok && !hasPrefixKey(entry, "approved") {
-		return ""
-	}
-	pick := func(keys ...string) string {
-		for _, k := range keys {
-			if v, ok := src[k]; ok && v != nil && fmt.Sprint(v) != "" {
-				return fmt.Sprint(v)
-			}
-		}
-		return ""
-	}
-	by := pick("by", "approvedBy", "user", "approver")
-	when := pick("at", "approvedAt", "time")
-	if t, err := time.Parse(time.RFC3339, when); err == nil {
-		when = t.UTC().Format("2006-01-02 15:04Z")
+	when := ""
+	if a.At != nil && !a.At.IsZero() {
+		when = a.At.UTC().Format("2006-01-02 15:04Z")
 	}
 	switch {
-	case by != "" && when != "":
-		return by + " " + when
-	case by != "":
-		return by
+	case a.By != "" && when != "":
+		return a.By + " " + when
+	case a.By != "":
+		return a.By
 	case when != "":
 		return "approved " + when
 	}
 	return "approved"
-}
-
-func hasPrefixKey(m map[string]any, prefix string) bool {
-	for k := range m {
-		if strings.HasPrefix(k, prefix) {
-			return true
-		}
-	}
-	return false
 }
 
 func images(d *deployv1.Deploy) string {
