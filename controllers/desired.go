@@ -222,7 +222,7 @@ func wanted(env *deployv1.Environment) (w Desired, want bool, missing string) {
 		switch {
 		case spec.AutoDeploy && spec.Promotion != nil:
 			w.Reason, w.Message = deployv1.ReasonWaitingForUpstream, fmt.Sprintf("Waiting for a build of %s to complete its rollout on %s", spec.Application, spec.Promotion.Upstream)
-			if g := st.Gate; g != nil && (g.Reason == deployv1.ReasonWaitingForUpstream || g.Reason == deployv1.ReasonSoaking) {
+			if g := st.Gate; g != nil && (g.Reason == deployv1.ReasonWaitingForUpstream || g.Reason == deployv1.ReasonNotPromoted || g.Reason == deployv1.ReasonSoaking) {
 				w.Reason, w.Message = g.Reason, g.Message
 			}
 		case spec.AutoDeploy:

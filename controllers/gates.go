@@ -309,8 +309,10 @@ func promote(env, upstream *deployv1.Environment, now time.Time) (*deployv1.Buil
 	case promoNotYet:
 		g.Message = fmt.Sprintf("Waiting for %s to complete build %d", up, latest.Number)
 	case promoFailed:
+		g.Reason = deployv1.ReasonNotPromoted
 		g.Message = fmt.Sprintf("Build %d failed on %s (%s): it is not promoted; waiting for a newer build to complete there", latest.Number, up, d.Reason)
 	case promoReplaced:
+		g.Reason = deployv1.ReasonNotPromoted
 		g.Message = fmt.Sprintf("Build %d was replaced on %s before it completed and soaked there: it is not promoted; waiting for a newer build to complete there", latest.Number, up)
 	case promoSoaking:
 		t := metav1.NewTime(end)

@@ -127,7 +127,7 @@ func TestPromotionGate(t *testing.T) {
 			upstream: staging(upstreamDeploy(143, deployv1.ResultCompleted, gateNow.Add(-2*h), gateNow.Add(-2*h+5*m)),
 				upstreamDeploy(145, deployv1.ResultFailed, gateNow.Add(-m), gateNow)),
 			promoted: 143,
-			reason:   deployv1.ReasonWaitingForUpstream, message: "Build 145 failed on shop-api-staging",
+			reason:   deployv1.ReasonNotPromoted, message: "Build 145 failed on shop-api-staging",
 		},
 		{
 			name:     "the newest build that completed wins",

@@ -22,6 +22,10 @@ const (
 	// ReasonWaitingForUpstream: the build has not completed its rollout on the upstream
 	// Environment yet.
 	ReasonWaitingForUpstream = "WaitingForUpstream"
+	// ReasonNotPromoted: the build failed on the upstream Environment, or was replaced there
+	// before it completed and soaked: it is never promoted, and the Environment waits for a
+	// newer build to qualify.
+	ReasonNotPromoted = "NotPromoted"
 	// ReasonSoaking: the build completed upstream and waits out the soak time there.
 	ReasonSoaking = "Soaking"
 	// ReasonOutsideDeployWindow: the build arrived outside every deploy window; it waits for the

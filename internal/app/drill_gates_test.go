@@ -181,7 +181,7 @@ func runGatesDrill(t *testing.T, seed int64) {
 					To(BeTrue(), "a build held after its failed rollout waits at no gate: %s", gate)
 			case pr.Status.DeployedBuild != nil && pr.Status.DeployedBuild.ID == w.ID:
 				// Deployed: at most a newer build waits for staging.
-				g.Expect(pr.Status.Gate == nil || pr.Status.Gate.Reason == deployv1.ReasonWaitingForUpstream).To(BeTrue(), "prod runs %s: %s", w.ID, gate)
+				g.Expect(pr.Status.Gate == nil || pr.Status.Gate.Reason == deployv1.ReasonWaitingForUpstream || pr.Status.Gate.Reason == deployv1.ReasonNotPromoted).To(BeTrue(), "prod runs %s: %s", w.ID, gate)
 			case approval && approveValue != strconv.FormatInt(w.Number, 10):
 				g.Expect(gate).To(Equal(fmt.Sprintf("%s/%d", deployv1.ReasonAwaitingApproval, w.Number)))
 			case freeze != "":
@@ -230,8 +230,9 @@ func runGatesDrill(t *testing.T, seed int64) {
 		if gt := pr.Status.Gate; gt != nil && pin == "" {
 			why := explain.Why(pr, "autodeployctl", clock())
 			phrase := map[string]string{
-				deployv1.ReasonWaitingForUpstream: "waits for its upstream", deployv1.ReasonAwaitingApproval: "requires approval",
-				deployv1.ReasonFrozen: "is frozen", deployv1.ReasonOutsideDeployWindow: "is outside its deploy windows",
+				deployv1.ReasonWaitingForUpstream: "waits for its upstream", deployv1.ReasonNotPromoted: "it is never promoted",
+				deployv1.ReasonAwaitingApproval: "requires approval",
+				deployv1.ReasonFrozen:           "is frozen", deployv1.ReasonOutsideDeployWindow: "is outside its deploy windows",
 			}[gt.Reason]
 			if why.Kind == explain.KindGate {
 				g.Expect(why.Text).To(ContainSubstring(phrase), "seed %d, step %s: why of gate %s", seed, label, gt.Reason)

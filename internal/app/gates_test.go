@@ -114,8 +114,8 @@ func TestPromotionChainWithSoakAndFailedUpstream(t *testing.T) {
 		if e.Status.Gate == nil {
 			return ""
 		}
-		return e.Status.Gate.Message
-	}, HavePrefix("Build 144 failed on shop-api-staging")))
+		return e.Status.Gate.Reason + ": " + e.Status.Gate.Message
+	}, HavePrefix(deployv1.ReasonNotPromoted+": Build 144 failed on shop-api-staging")))
 	prod = h.getEnv("shop-api-prod")
 	g.Expect(deployedNumber(prod)).To(Equal(int64(143)))
 	g.Expect(prod.Status.History).To(HaveLen(1), "the failed build is never deployed to prod")

@@ -208,6 +208,9 @@ func (w *writer) gate(name string, g *deployv1.Gate) {
 	case deployv1.ReasonWaitingForUpstream:
 		w.say("Environment %s waits for its upstream: %s is not deployed until it completed its rollout upstream (%s).", name, what, msg)
 		w.say("A build that failed upstream never comes here; the newest build that qualifies wins.")
+	case deployv1.ReasonNotPromoted:
+		w.say("Environment %s does not deploy %s: it failed or was replaced upstream, so it is never promoted (%s).", name, what, msg)
+		w.say("The next build that completes upstream is deployed; pin an image to deploy something else now.")
 	case deployv1.ReasonSoaking:
 		w.say("Environment %s lets %s soak upstream%s before deploying it (%s).", name, what, until, msg)
 		w.say("A failure upstream during the soak stops it.")

@@ -72,6 +72,9 @@ func TestWhy(t *testing.T) {
 			e.Status.Gate = &deployv1.Gate{Reason: deployv1.ReasonWaitingForUpstream, Message: "waiting for shop-api-staging to complete build 143", Build: &deployv1.BuildRef{Number: 143}}
 			e.Status.Conditions = ready(metav1.ConditionTrue, deployv1.ReasonWaitingForUpstream, e.Status.Gate.Message)
 		}), KindGate, []string{"waits for its upstream: build 143", "waiting for shop-api-staging to complete build 143", "keeps running build 142"}},
+		{"failed upstream", env(func(e *deployv1.Environment) {
+			e.Status.Gate = &deployv1.Gate{Reason: deployv1.ReasonNotPromoted, Message: "Build 143 failed on shop-api-staging (tasks failed to start)", Build: &deployv1.BuildRef{Number: 143}}
+		}), KindGate, []string{"does not deploy build 143: it failed or was replaced upstream, so it is never promoted", "tasks failed to start", "keeps running build 142"}},
 		{"soaking", env(func(e *deployv1.Environment) {
 			e.Status.Gate = &deployv1.Gate{Reason: deployv1.ReasonSoaking, Message: "soaking until 10:30 UTC", Build: &deployv1.BuildRef{Number: 143}, Until: at(now.Add(90 * time.Minute))}
 		}), KindGate, []string{"lets build 143 soak upstream until 2026-11-27 10:30 UTC (in 1h30m0s)"}},
