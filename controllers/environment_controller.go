@@ -315,8 +315,17 @@ func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.Nam
 			describe(res.running, res.runningBuild), describe(pending.Image, pending.Build))
 	default:
 		if last := live.Status.LastDeploy(); last != nil && last.DeploymentID == res.deploymentID {
-			if last.Result == deployv1.ResultCompleted {
+			// A rollout ECS had already ended when the deploy looked (a resumed deploy that
+			// finds its deployment over) is counted here; the others when they end.
+			switch last.Result {
+			case deployv1.ResultCompleted:
 				observeCompleted(live, last)
+				metrics.Deploys.WithLabelValues(resultLabel(last.Result)).Inc()
+			case deployv1.ResultFailed:
+				metrics.Deploys.WithLabelValues(resultLabel(last.Result)).Inc()
+				if last.RolledBack {
+					metrics.Rollbacks.Inc()
+				}
 			}
 			r.Recorder.Eventf(live, nil, "Normal", EventDeployed, "Deploy", "%s %s as %s, ECS deployment %s",
 				res.outcome.verb(), describe(last.Image, last.Build), last.TaskDefinitionARN, last.DeploymentID)

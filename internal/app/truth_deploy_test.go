@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ktypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
@@ -632,6 +633,7 @@ func TestTruthResumingADeployECSAlreadyFailedDoesNotRedeploy(t *testing.T) {
 	g.Expect(h.sim.FailDeployment("prod", "shop-api", "tasks failed to start")).To(Succeed())
 	g.Expect(h.webImage("prod", "shop-api")).To(Equal(running.Image))
 	updates, registers := w.succeeded("UpdateService"), w.succeeded("RegisterTaskDefinition")
+	failures, rollbacks := testutil.ToFloat64(metrics.Deploys.WithLabelValues("failed")), testutil.ToFloat64(metrics.Rollbacks)
 
 	h.startManager()
 	gen := h.getEnv("prod").Generation
@@ -649,6 +651,10 @@ func TestTruthResumingADeployECSAlreadyFailedDoesNotRedeploy(t *testing.T) {
 	g.Expect(last.RolledBack).To(BeTrue())
 	g.Expect(env.Status.DeployedImage).To(Equal(running.Image), "deployedImage is the image ECS rolled back to")
 	g.Expect(readyReason(env)).To(Equal("False/" + deployv1.ReasonRolloutFailed))
+	// The failure found on resume is counted like one seen as it happens.
+	// (It is counted after the status write the test waited for.)
+	g.Eventually(func() float64 { return testutil.ToFloat64(metrics.Deploys.WithLabelValues("failed")) }, timeout, poll).Should(Equal(failures + 1))
+	g.Eventually(func() float64 { return testutil.ToFloat64(metrics.Rollbacks) }, timeout, poll).Should(Equal(rollbacks + 1))
 	g.Consistently(func() int { return w.succeeded("UpdateService") }, "1s", poll).Should(Equal(updates))
 }
 
