@@ -118,8 +118,11 @@ type SystemResult struct {
 	IdleCalls        int // during the idle window
 	IdlePerHour      float64
 	ByOp             map[string]int
-	Outcome          outcome
-	Drain            time.Duration // simulated time after the hour until the last deploy landed
+	// ByOpAll counts the calls by operation over the whole window, idle window included (as
+	// Outcome.Updates does): the per-deploy figures divide one by the other.
+	ByOpAll map[string]int
+	Outcome outcome
+	Drain   time.Duration // simulated time after the hour until the last deploy landed
 	// CPU over the hour, drain, settle and idle window: the system's own process (the
 	// manager or the cron), the benchmark process (simulator and build sender) and the API
 	// server with etcd.
@@ -328,11 +331,12 @@ func (c *Config) phases(ctx context.Context, builds []published, sys *child, sta
 	sr.Calls, sr.Throttled = window(calls, t0, idleStart)
 	sr.IdleCalls, _ = window(calls, idleStart, idleEnd)
 	sr.IdlePerHour = float64(sr.IdleCalls) * float64(time.Hour) / float64(c.Idle)
-	sr.ByOp = map[string]int{}
+	sr.ByOp, sr.ByOpAll = map[string]int{}, map[string]int{}
 	for _, cl := range calls {
 		if cl.t.Before(idleStart) {
 			sr.ByOp[cl.op]++
 		}
+		sr.ByOpAll[cl.op]++
 	}
 	sr.Outcome = analyse(f, builds, updates(calls, sim, f, cache), c.Speed)
 	return sr, nil

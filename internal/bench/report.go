@@ -34,6 +34,8 @@ func ratio(poll, auto float64) string {
 		return "="
 	case auto == 0:
 		return "∞ (autodeploy: 0)"
+	case poll/auto < 0.1:
+		return fmt.Sprintf("%.2f×", poll/auto)
 	}
 	return fmt.Sprintf("%.1f×", poll/auto)
 }
@@ -96,8 +98,8 @@ func rows(r Result) []row {
 			ratio(perDeployF(p.ChildCPU.Seconds(), po.Updates), perDeployF(a.ChildCPU.Seconds(), ao.Updates))},
 		{"kube-apiserver · etcd CPU over the run (real s)", cpSplit(a.ControlPlane, simCPU), cpSplit(p.ControlPlane, simCPU), ""},
 		{"kube-apiserver · etcd peak memory (VmRSS, sampled every 500 ms)", cpMem(a.ControlPlane), cpMem(p.ControlPlane), ""},
-		{"ECS calls per deploy (all AWS calls ÷ successful UpdateService)", perDeploy(a.Calls, ao.Updates), perDeploy(p.Calls, po.Updates),
-			ratio(perDeployF(float64(p.Calls), po.Updates), perDeployF(float64(a.Calls), ao.Updates))},
+		{"AWS calls per deploy (all calls ÷ successful UpdateService, whole window)", perDeploy(a.Calls+a.IdleCalls, ao.Updates), perDeploy(p.Calls+p.IdleCalls, po.Updates),
+			ratio(perDeployF(float64(p.Calls+p.IdleCalls), po.Updates), perDeployF(float64(a.Calls+a.IdleCalls), ao.Updates))},
 		{"manager peak RSS over an empty namespace (its fixed cost) · per 1,000 Environments above it", rssText(a, r.N), "", ""},
 		{"API-server status writes per deploy (receiver · reconciler · rollout recorder)", statusPerDeploy(a.API, ao.Updates), "0", ""},
 		{"Events written per deploy (created + series updates)", apiPerDeploy(a.API, a.API.eventTotal(), ao.Updates), "0", ""},
@@ -263,7 +265,7 @@ func WriteTable(w io.Writer, cfg Config, results []Result) {
 		fmt.Fprintf(w, "  receiver: %.0f signed manifests/s vs %.0f raw status patches/s on the same API server (ratio %.2f; %d non-2xx)\n",
 			r.RecvPerSec, r.PatchPerSec, r.RecvPerSec/r.PatchPerSec, r.RecvErrors)
 		fmt.Fprintf(w, "  calls by operation, autodeploy: %v\n  calls by operation, polling:    %v\n", r.Auto.ByOp, r.Poll.ByOp)
-		fmt.Fprintf(w, "  ECS calls per deploy, by operation: autodeploy %s; polling %s\n", opsPerDeploy(r.Auto.ByOp, r.Auto.Outcome.Updates), opsPerDeploy(r.Poll.ByOp, r.Poll.Outcome.Updates))
+		fmt.Fprintf(w, "  AWS calls per deploy, by operation (whole window): autodeploy %s; polling %s\n", opsPerDeploy(r.Auto.ByOpAll, r.Auto.Outcome.Updates), opsPerDeploy(r.Poll.ByOpAll, r.Poll.Outcome.Updates))
 		fmt.Fprintf(w, "  Events per deploy, by reason: %s\n", eventsPerDeploy(r.Auto.API, r.Auto.Outcome.Updates))
 	}
 	for _, l := range rssSlopes(results) {
@@ -294,7 +296,7 @@ func WriteMarkdown(w io.Writer, cfg Config, command string, started time.Time, e
 	p("- Settings: seed %d, %d Environments per application over %d clusters, %.0f%% pinned, one build per application every %s at a random offset, cron every %s with %d workers, AWS latency %s per call, ECS rollouts take %s, %d concurrent reconciles, rollouts tracked by %s.\n\n",
 		cfg.Seed, cfg.EnvsPerApp, cfg.Clusters, cfg.PinnedShare*100, cfg.BuildInterval,
 		cfg.PollInterval, cfg.PollWorkers, cfg.AWSLatency, cfg.RolloutTime, cfg.Reconcilers, trackingText(cfg.Tracking))
-	p("| N | receiver / raw status patch | ECS calls per deploy, polling : autodeploy | API-server writes per deploy: status · Events | kube-apiserver + etcd CPU per deploy, polling : autodeploy | manager peak RSS (per 1,000 Environments above its fixed cost) | Environment stored, median | idle AWS calls/h, polling : autodeploy | total AWS calls, polling / autodeploy | ThrottlingExceptions, polling : autodeploy | builds deployed (lost), autodeploy · polling | rollbacks reverted, autodeploy · polling | p50 / p99 build → UpdateService, autodeploy · polling |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| N | receiver / raw status patch | AWS calls per deploy, polling : autodeploy | API-server writes per deploy: status · Events | kube-apiserver + etcd CPU per deploy, polling : autodeploy | manager peak RSS (per 1,000 Environments above its fixed cost) | Environment stored, median | idle AWS calls/h, polling : autodeploy | total AWS calls, polling / autodeploy | ThrottlingExceptions, polling : autodeploy | builds deployed (lost), autodeploy · polling | rollbacks reverted, autodeploy · polling | p50 / p99 build → UpdateService, autodeploy · polling |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		n := fmt.Sprintf("%d ×%g", r.N, r.Speed)
 		if r.Accounts > 1 {
@@ -315,7 +317,7 @@ func WriteMarkdown(w io.Writer, cfg Config, command string, started time.Time, e
 		}
 		p("| %s | **%.2f** | %s : %s | %s | %s : %s (%s) | %s (%s) | %s | %.0f : %.0f (%s) | %s | %d : %d | %d/%d (%d) · %d/%d (%d) | %d · %d of %d | %s / %s · %s / %s |\n",
 			n, r.RecvPerSec/r.PatchPerSec,
-			perDeploy(q.Calls, q.Outcome.Updates), perDeploy(a.Calls, a.Outcome.Updates),
+			perDeploy(q.Calls+q.IdleCalls, q.Outcome.Updates), perDeploy(a.Calls+a.IdleCalls, a.Outcome.Updates),
 			writes,
 			cpuPerDeploy(q.ChildCPU, q.Outcome.Updates), cpuPerDeploy(a.ChildCPU, a.Outcome.Updates),
 			ratio(perDeployF(q.ChildCPU.Seconds(), q.Outcome.Updates), perDeployF(a.ChildCPU.Seconds(), a.Outcome.Updates)),
@@ -340,7 +342,7 @@ func WriteMarkdown(w io.Writer, cfg Config, command string, started time.Time, e
 		p("| receiver: signed manifests/s (%d senders) vs raw status patches/s (%d writers), real time | %.0f | %.0f (raw patches) | receiver / raw = %.2f |\n",
 			cfg.RecvWorkers, cfg.RecvWorkers, r.RecvPerSec, r.PatchPerSec, r.RecvPerSec/r.PatchPerSec)
 		p("\nCalls by operation (hour, drain and settle): autodeploy %s; polling %s.\n", opList(r.Auto.ByOp), opList(r.Poll.ByOp))
-		p("ECS calls per deploy, by operation: autodeploy %s; polling %s.\n", opsPerDeploy(r.Auto.ByOp, r.Auto.Outcome.Updates), opsPerDeploy(r.Poll.ByOp, r.Poll.Outcome.Updates))
+		p("AWS calls per deploy, by operation (whole window): autodeploy %s; polling %s.\n", opsPerDeploy(r.Auto.ByOpAll, r.Auto.Outcome.Updates), opsPerDeploy(r.Poll.ByOpAll, r.Poll.Outcome.Updates))
 		p("Events per deploy, by reason (from the API server's audit log): %s.\n", eventsPerDeploy(r.Auto.API, r.Auto.Outcome.Updates))
 		if r.Auto.EventsDelivered > 0 {
 			p("autodeploy received %d ECS Deployment State Change events on its receiver (%d redeliveries, %d given up).\n", r.Auto.EventsDelivered, r.Auto.EventRetries, r.Auto.EventsDropped)
@@ -397,8 +399,9 @@ marked real.
 **autodeploy** is the real manager (`+"`"+`app.Setup`+"`"+`, as `+"`"+`cmd/manager`+"`"+` and `+"`"+`make run`+"`"+` wire it) running
 in a **process of its own** (the benchmark's executable started again as a child), with its
 default %[10]d concurrent reconciles and cmd/manager's cache options (`+"`"+`app.CacheOptions`+"`"+`:
-managedFields and kubectl's last-applied copy dropped as objects enter the cache), talking to the simulator through the real `+"`"+`aws-sdk-go-v2`+"`"+`
-ECS and STS clients with the `+"`"+`internal/awsecs`+"`"+` budget. Rollouts are followed by %[11]s.
+managedFields and kubectl's last-applied copy dropped as objects enter the cache), talking to
+the simulator through the real `+"`"+`aws-sdk-go-v2`+"`"+` ECS and STS clients with the `+"`"+`internal/awsecs`+"`"+`
+budget. Rollouts are followed by %[11]s.
 With ECS events, the simulator's ECS Deployment State Change events are posted to the
 manager's `+"`"+`/v1/events`+"`"+` as an EventBridge API destination would (API key header, retried until
 accepted), and the manager makes no DescribeServices call to follow them.
@@ -444,11 +447,14 @@ role per account like autodeploy.
   together and apart, with their peak resident set (VmRSS sampled every 500 ms). The same
   kube-apiserver and etcd serve every size of a run and both systems, so their memory at a
   size includes the Environments that earlier sizes left behind.
-- Per deploy: a figure divided by the successful UpdateService calls of the hour, drain and
-  settle (every deploy ends in one; for the cron too, so its polling is spread over its
-  deploys). ECS calls per deploy are all AWS calls over that count, in total and by
-  operation; kube-apiserver + etcd CPU per deploy is their CPU over the window over it. The
-  ratio column is polling / autodeploy, as everywhere: below 1 where autodeploy costs more.
+- Per deploy: a figure over the whole window, from the first build to the end of the idle
+  window, divided by the successful UpdateService calls in it (every deploy ends in one; for
+  the cron too, so that its polling is spread over its deploys; a deploy that lands in the
+  idle window counts with its calls). AWS calls per deploy are all
+  AWS calls over that count, in total and by operation (for autodeploy, a deploy's ECS calls:
+  a fresh rolling deploy makes four); kube-apiserver + etcd CPU per deploy is their CPU over
+  the window over it. The ratio column is polling / autodeploy, as everywhere: below 1 where
+  autodeploy costs more.
 - API-server writes per deploy, counted from the API server's own audit log (`+"`"+`--api-audit`+"`"+`, on
   by default, policy `+"`"+`bench.AuditPolicy`+"`"+`: Environment status writes and Event writes logged with
   their request bodies, GETs of Environments without): the requests about the run's namespace
