@@ -49,7 +49,7 @@ func main() {
 func run() error {
 	cfg := bench.Config{Log: os.Stderr}
 	var sizes, out, root string
-	var appendOut bool
+	var appendOut, audit bool
 	var speed float64
 	var accounts int
 	flag.StringVar(&sizes, "n", "100,1000", "Comma-separated sizes, each N[@speed][/accounts]: N services/Environments, run at time compression speed (default --speed) with the fleet spread over accounts AWS accounts (default --accounts). Example: 100@60,1000@15,10000@5/10.")
@@ -72,6 +72,7 @@ func run() error {
 	flag.IntVar(&cfg.Reconcilers, "max-concurrent-reconciles", 4, "The manager's --max-concurrent-reconciles (its default is 4).")
 	flag.DurationVar(&cfg.RecvDuration, "recv-duration", 5*time.Second, "Real time of each throughput measurement (receiver, raw patches).")
 	flag.IntVar(&cfg.RecvWorkers, "recv-concurrency", 8, "Concurrent senders in the throughput measurement.")
+	flag.BoolVar(&audit, "api-audit", true, "Run the API server with an audit log of the Environment status writes, Events and Environment reads, from which the manager's writes per deploy are counted (the logging costs the API server some CPU, counted in its CPU).")
 	flag.StringVar(&out, "out", "", "Also write the results as Markdown to this file (docs/benchmarks.md).")
 	flag.BoolVar(&appendOut, "append", false, "Append this run to the --out file instead of starting it afresh.")
 	flag.StringVar(&root, "root", ".", "Repository root (config/crd/bases is read from it).")
@@ -98,10 +99,22 @@ func run() error {
 
 	started := time.Now()
 	fmt.Fprintf(os.Stderr, "Machine: %s\nSeed: %d (replay with --seed %d)\n", bench.Machine(), cfg.Seed, cfg.Seed)
+	api := &envtest.APIServer{}
+	if audit {
+		dir, err := os.MkdirTemp("", "autodeploy-bench-audit-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if cfg.AuditLog, err = bench.WithAudit(api, dir); err != nil {
+			return err
+		}
+	}
 	cp := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
+		ControlPlane:          envtest.ControlPlane{APIServer: api},
 	}
 	restCfg, err := cp.Start()
 	if err != nil {

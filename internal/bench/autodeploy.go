@@ -73,8 +73,9 @@ func (c *Config) startManager(ctx context.Context, restCfg *rest.Config, ns, sim
 		Scheme:                 Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
-		Logger:                 logr.Discard(),
+		// The cache as cmd/manager configures it (what the manager does not read is dropped).
+		Cache:  app.CacheOptions(map[string]cache.Config{ns: {}}),
+		Logger: logr.Discard(),
 	})
 	if err != nil {
 		return nil, err
@@ -232,6 +233,16 @@ func runAutodeploy(ctx context.Context, cfg *Config, k8s client.Client, f *fleet
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return err
 	}
+	// The manager's fixed cost: the same manager over the namespace while it is still empty.
+	empty, err := startChild(ctx, childSpec{Role: roleAutodeploy, Config: *cfg, KubeConfig: cfg.KubeConfig, Namespace: ns, SimURL: simURL, Key: key})
+	if err != nil {
+		return err
+	}
+	_ = sleepUntil(ctx, time.Now().Add(time.Second))
+	baseRSS := empty.peakRSSKB()
+	if err := empty.stop(); err != nil {
+		return err
+	}
 	total := len(f.Envs) + cfg.RecvWorkers
 	cfg.logf("autodeploy N=%d: creating %d Environments in namespace %s", len(f.Envs), total, ns)
 	if err := createEnvironments(ctx, k8s, ns, f, cfg.RecvWorkers); err != nil {
@@ -284,6 +295,23 @@ func runAutodeploy(ctx context.Context, cfg *Config, k8s client.Client, f *fleet
 		return err
 	}
 	sr.EventsDelivered, sr.EventRetries, sr.EventsDropped = events.Delivered(), events.Retried(), events.Dropped()
+	sr.BaseRSSKB = baseRSS
+	if cfg.AuditLog != "" {
+		if sr.API, err = readAudit(cfg.AuditLog, ns, sr.from, sr.to); err != nil {
+			return err
+		}
+	}
+	deployed := map[string]bool{}
+	for _, e := range f.Envs {
+		if !e.Pinned {
+			deployed[e.Name] = true
+		}
+	}
+	if sr.Stored, err = storedSizes(ctx, k8s, ns, deployed); err != nil {
+		return fmt.Errorf("measuring the stored Environments: %w", err)
+	}
+	cfg.logf("  API server: %d status writes %v, %d Events %v; Environment stored: median %d bytes (status %d)",
+		sr.API.statusTotal(), sr.API.Status, sr.API.eventTotal(), sr.API.Events, sr.Stored.Object, sr.Stored.Status)
 	res.Auto = sr
 
 	// Controller start over N up-to-date Environments.

@@ -82,6 +82,9 @@ type Config struct {
 	Reconcilers   int           // the manager's --max-concurrent-reconciles
 	RecvDuration  time.Duration // real; length of each throughput measurement
 	RecvWorkers   int
+	// AuditLog is the API server's audit log (written with AuditPolicy), from which the
+	// manager's writes are counted; "" when the API server runs without one.
+	AuditLog string
 
 	Log io.Writer `json:"-"` // progress
 	// KubeConfig reaches the API server (for the manager's process); restCfg is the same for
@@ -115,18 +118,32 @@ type SystemResult struct {
 	IdleCalls        int // during the idle window
 	IdlePerHour      float64
 	ByOp             map[string]int
-	Outcome          outcome
-	Drain            time.Duration // simulated time after the hour until the last deploy landed
+	// ByOpAll counts the calls by operation over the whole window, idle window included (as
+	// Outcome.Updates does): the per-deploy figures divide one by the other.
+	ByOpAll map[string]int
+	Outcome outcome
+	Drain   time.Duration // simulated time after the hour until the last deploy landed
 	// CPU over the hour, drain, settle and idle window: the system's own process (the
 	// manager or the cron), the benchmark process (simulator and build sender) and the API
 	// server with etcd.
 	CPU, BenchCPU, ChildCPU time.Duration
 	PeakHeap                uint64 // the system process's peak Go heap (objects)
 	RSSKB                   int64  // the system process's peak RSS (VmHWM)
-	SkippedChecks           int    // poller: Environments skipped after an error
+	// BaseRSSKB is the peak RSS of the same manager over an empty namespace (autodeploy
+	// only): its fixed cost, which RSS per 1,000 Environments is counted above.
+	BaseRSSKB     int64
+	SkippedChecks int // poller: Environments skipped after an error
 	// autodeploy with TrackEvents: ECS events delivered to the receiver, redeliveries, and
 	// events given up on.
 	EventsDelivered, EventRetries, EventsDropped int
+	// ControlPlane is kube-apiserver's and etcd's CPU and peak memory over the same window;
+	// API the manager's requests to the API server over it, from the audit log (autodeploy
+	// only); Stored the Environments' size as stored after it (autodeploy only).
+	ControlPlane ControlPlaneUse
+	API          APIWrites
+	Stored       StoredSize
+	// from and to bound the window measured (the first build to the end of the idle window).
+	from, to time.Time
 }
 
 func (c *Config) logf(format string, args ...any) {
@@ -239,7 +256,9 @@ func runSize(ctx context.Context, cfg *Config, k8s client.Client, n int) (Result
 func (c *Config) phases(ctx context.Context, builds []published, sys *child, start func() error, publish func(build) error, rec *recorder, sim *ecssim.Server, f *fleet) (SystemResult, error) {
 	var sr SystemResult
 	u0, sys0 := readUsage(sys.pid()), sys.cpu()
+	cps := startControlPlaneSampler()
 	t0 := time.Now()
+	sr.from = t0
 	rec.on.Store(true)
 	if start != nil {
 		if err := start(); err != nil {
@@ -297,6 +316,8 @@ func (c *Config) phases(ctx context.Context, builds []published, sys *child, sta
 		return sr, err
 	}
 	rec.on.Store(false)
+	sr.to = time.Now()
+	sr.ControlPlane = cps.Stop()
 	u1, sys1 := readUsage(sys.pid()), sys.cpu()
 	sr.CPU, sr.BenchCPU, sr.ChildCPU = sys1-sys0, u1.cpu-u0.cpu, u1.children-u0.children
 	sr.RSSKB = sys.peakRSSKB()
@@ -310,11 +331,12 @@ func (c *Config) phases(ctx context.Context, builds []published, sys *child, sta
 	sr.Calls, sr.Throttled = window(calls, t0, idleStart)
 	sr.IdleCalls, _ = window(calls, idleStart, idleEnd)
 	sr.IdlePerHour = float64(sr.IdleCalls) * float64(time.Hour) / float64(c.Idle)
-	sr.ByOp = map[string]int{}
+	sr.ByOp, sr.ByOpAll = map[string]int{}, map[string]int{}
 	for _, cl := range calls {
 		if cl.t.Before(idleStart) {
 			sr.ByOp[cl.op]++
 		}
+		sr.ByOpAll[cl.op]++
 	}
 	sr.Outcome = analyse(f, builds, updates(calls, sim, f, cache), c.Speed)
 	return sr, nil

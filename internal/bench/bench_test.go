@@ -72,10 +72,14 @@ func TestCompareSmallFleet(t *testing.T) {
 	if assets == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run the tests with `make test`, which builds kube-apiserver and etcd into bin/")
 	}
+	api := &envtest.APIServer{}
+	auditLog, err := WithAudit(api, t.TempDir())
+	g.Expect(err).NotTo(HaveOccurred())
 	cp := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
+		ControlPlane:          envtest.ControlPlane{APIServer: api},
 	}
 	restCfg, err := cp.Start()
 	g.Expect(err).NotTo(HaveOccurred())
@@ -92,6 +96,7 @@ func TestCompareSmallFleet(t *testing.T) {
 		AWSLatency: 40 * time.Millisecond, RolloutTime: time.Minute,
 		Reconcilers: 4, RecvDuration: 500 * time.Millisecond, RecvWorkers: 2,
 		KubeConfig: cp.KubeConfig,
+		AuditLog:   auditLog,
 		Log:        io.Discard,
 	}
 	if testing.Verbose() {
@@ -136,6 +141,33 @@ func TestCompareSmallFleet(t *testing.T) {
 	g.Expect(a.CPU).To(BeNumerically(">", 0))
 	g.Expect(r.RecvPerSec).To(BeNumerically(">", 0))
 	g.Expect(r.PatchPerSec).To(BeNumerically(">", 0))
+	g.Expect(a.BaseRSSKB).To(BeNumerically(">", 0), "the manager's fixed cost, over an empty namespace")
+	g.Expect(a.BaseRSSKB).To(BeNumerically("<", a.RSSKB))
+	// The API server: its processes' CPU and memory, apart.
+	for _, name := range []string{"kube-apiserver", "etcd"} {
+		g.Expect(a.ControlPlane.CPU).To(HaveKeyWithValue(name, BeNumerically(">", 0)), name)
+		g.Expect(a.ControlPlane.PeakKB).To(HaveKeyWithValue(name, BeNumerically(">", 0)), name)
+	}
+
+	// The manager's writes, from the API server's audit log: the receiver recorded every build
+	// once on each Environment of its application (pinned ones too); the reconciler recorded
+	// each deploy's intent and outcome; every deploy has its Events.
+	w := a.API
+	t.Logf("status writes %v, conflicts %v, Events %v (+%d series updates), live reads %d", w.Status, w.Conflicts, w.Events, w.EventPatches, w.LiveReads)
+	g.Expect(w.Audited).To(BeTrue())
+	g.Expect(w.Status[writerReceiver]).To(Equal(r.Builds*cfg.EnvsPerApp), "one write per build and Environment")
+	g.Expect(w.Status[writerReconciler]).To(BeNumerically(">=", 2*a.Outcome.Updates), "intent and outcome of each deploy")
+	g.Expect(w.Status[writerRollouts]).To(BeNumerically(">", 0), "rollouts ended by ECS events")
+	g.Expect(w.Status[writerRollouts]).To(BeNumerically("<=", a.Outcome.Updates))
+	g.Expect(w.Events).To(HaveKeyWithValue("BuildReceived", r.Builds*cfg.EnvsPerApp))
+	g.Expect(w.Events).To(HaveKeyWithValue("Deployed", a.Outcome.Updates))
+	g.Expect(w.Events).To(HaveKeyWithValue("DeployStarted", a.Outcome.Updates))
+	// What the deployed Environments weigh as stored.
+	st := a.Stored
+	g.Expect(st.Count).To(Equal(r.N - r.Pinned))
+	g.Expect(st.History).To(BeNumerically(">=", 1))
+	g.Expect(st.Object).To(BeNumerically(">", st.Status))
+	g.Expect(st.Status).To(BeNumerically(">", 0))
 }
 
 func signalContext() (context.Context, context.CancelFunc) {

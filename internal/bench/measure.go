@@ -347,13 +347,17 @@ func (h *heapSampler) Stop() {
 }
 
 // procPeakRSSKB returns the peak RSS (VmHWM) of process pid in KiB; 0 if unknown.
-func procPeakRSSKB(pid int) int64 {
+func procPeakRSSKB(pid int) int64 { return procStatusKB(pid, "VmHWM:") }
+
+// procStatusKB returns a field of /proc/<pid>/status counted in kB ("VmHWM:", "VmRSS:"); 0
+// if unknown.
+func procStatusKB(pid int, field string) int64 {
 	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
 			v, _ := strconv.ParseInt(f[1], 10, 64)
 			return v
 		}
