@@ -398,7 +398,10 @@ type HookSink interface {
 
 // HookRecorder writes pause-hook observations to Environments, with optimistic concurrency.
 type HookRecorder struct {
-	// Reader reads the live Environment before each write.
+	// Cache, when set, gives the Environment a first write starts from; Reader reads the
+	// live one after a conflict or to confirm a write is not needed (before each write when
+	// Cache is nil).
+	Cache    client.Reader
 	Reader   client.Reader
 	Writer   client.StatusClient
 	Recorder events.EventRecorder
@@ -408,7 +411,7 @@ type HookRecorder struct {
 func (r *HookRecorder) RecordHook(ctx context.Context, key ktypes.NamespacedName, obs HookObservation) (HookOutcome, error) {
 	var outcome HookOutcome
 	var before *deployv1.AwaitingHook
-	env, err := patchLiveStatus(ctx, r.Reader, r.Writer, key, func(env *deployv1.Environment) bool {
+	env, err := patchLiveStatus(ctx, r.Cache, r.Reader, r.Writer, key, func(env *deployv1.Environment) bool {
 		before = AwaitedHook(env).DeepCopy()
 		outcome = ApplyHook(env, obs)
 		return outcome == HookApplied

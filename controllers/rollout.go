@@ -110,7 +110,10 @@ func ApplyRollout(env *deployv1.Environment, obs RolloutObservation) bool {
 
 // RolloutRecorder writes rollout observations to Environments, with optimistic concurrency.
 type RolloutRecorder struct {
-	// Reader reads the live Environment before each write.
+	// Cache, when set, gives the Environment a first write starts from; Reader reads the
+	// live one after a conflict or to confirm a write is not needed (before each write when
+	// Cache is nil).
+	Cache    client.Reader
 	Reader   client.Reader
 	Writer   client.StatusClient
 	Recorder events.EventRecorder
@@ -122,7 +125,7 @@ var recordBackoff = wait.Backoff{Steps: 20, Duration: 5 * time.Millisecond, Fact
 // Environment's newest or that already ended, so duplicate and late reports are harmless.
 func (r *RolloutRecorder) Record(ctx context.Context, key types.NamespacedName, obs RolloutObservation) (bool, error) {
 	var changed bool
-	env, err := patchLiveStatus(ctx, r.Reader, r.Writer, key, func(env *deployv1.Environment) bool {
+	env, err := patchLiveStatus(ctx, r.Cache, r.Reader, r.Writer, key, func(env *deployv1.Environment) bool {
 		changed = ApplyRollout(env, obs)
 		return changed
 	})
@@ -198,7 +201,7 @@ func observeCompleted(env *deployv1.Environment, d *deployv1.Deploy) {
 // FoundServiceDeployment implements ServiceDeploymentSink.
 func (r *RolloutRecorder) FoundServiceDeployment(ctx context.Context, key types.NamespacedName, deploymentID, arn string) (bool, error) {
 	var changed bool
-	_, err := patchLiveStatus(ctx, r.Reader, r.Writer, key, func(env *deployv1.Environment) bool {
+	_, err := patchLiveStatus(ctx, r.Cache, r.Reader, r.Writer, key, func(env *deployv1.Environment) bool {
 		last := env.Status.LastDeploy()
 		changed = last != nil && last.Result == deployv1.ResultInProgress && last.DeploymentID == deploymentID && last.ServiceDeploymentARN == ""
 		if changed {
@@ -232,7 +235,7 @@ func ApplyProgress(env *deployv1.Environment, p RolloutProgress) bool {
 // not about its newest deploy or changes nothing.
 func (r *RolloutRecorder) Progress(ctx context.Context, key types.NamespacedName, p RolloutProgress) (bool, error) {
 	var changed bool
-	_, err := patchLiveStatus(ctx, r.Reader, r.Writer, key, func(env *deployv1.Environment) bool {
+	_, err := patchLiveStatus(ctx, r.Cache, r.Reader, r.Writer, key, func(env *deployv1.Environment) bool {
 		changed = ApplyProgress(env, p)
 		return changed
 	})

@@ -62,6 +62,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	rollouts := &controllers.RolloutRecorder{
+		Cache:    mgr.GetCache(),
 		Reader:   mgr.GetAPIReader(),
 		Writer:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("autodeploy"),
@@ -85,7 +86,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	// Blue/green, linear and canary deployments send no completion events: they are followed
 	// with DescribeServiceDeployments in both modes.
 	hookRecorder := &controllers.HookRecorder{
-		Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Recorder: mgr.GetEventRecorder("autodeploy"),
+		Cache: mgr.GetCache(), Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Recorder: mgr.GetEventRecorder("autodeploy"),
 	}
 	serviceDeployments := &controllers.ServiceDeploymentTracker{
 		ECS:     opts.ECS,

@@ -12,9 +12,11 @@ import (
 	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
+	"github.com/autodeploy-dev/autodeploy/controllers"
 	"github.com/autodeploy-dev/autodeploy/internal/manifest"
 	"github.com/autodeploy-dev/autodeploy/internal/metrics"
 	"github.com/autodeploy-dev/autodeploy/internal/receiver"
@@ -109,4 +111,44 @@ func TestReceiverReadsLiveOnlyWhenTheCacheLags(t *testing.T) {
 	g.Expect(r.Body["updated"]).To(ConsistOf(h.ns + "/prod"))
 	g.Expect(h.getEnv("prod").Status.LatestBuild.ID).To(Equal(b4.ID))
 	g.Expect(liveReads("confirm")).To(Equal(confirms + 1))
+}
+
+// TestRolloutRecorderWritesFromTheCachedEnvironment: the end of a rollout is written from the
+// cached Environment, with optimistic concurrency: with a current cache it costs no read (here
+// the live reader is an API server that is not there); an observation the cached object says
+// changes nothing is confirmed on the live one.
+func TestRolloutRecorderWritesFromTheCachedEnvironment(t *testing.T) {
+	h := newHarness(t)
+	g := h.g
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.createEnv("prod", nil)
+	env := h.getEnv("prod")
+	started := metav1.Now()
+	env.Status.History = []deployv1.Deploy{{Image: image("v2"), Trigger: deployv1.TriggerBuild, DeploymentID: "ecs-svc/1",
+		Result: deployv1.ResultInProgress, StartedAt: started}}
+	g.Expect(k8sClient.Status().Update(ctx, env)).To(Succeed())
+	c := h.indexedCache(ctx)
+	key := client.ObjectKey{Namespace: h.ns, Name: "prod"}
+	g.Eventually(func() int {
+		e := &deployv1.Environment{}
+		if err := c.Get(ctx, key, e); err != nil {
+			return 0
+		}
+		return len(e.Status.History)
+	}, timeout, poll).Should(Equal(1))
+
+	rec := &controllers.RolloutRecorder{Cache: c, Reader: h.deadAPIClient(), Writer: k8sClient}
+	changed, err := rec.Record(ctx, key, controllers.RolloutObservation{DeploymentID: "ecs-svc/1", Result: deployv1.ResultCompleted, At: time.Now()})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(changed).To(BeTrue())
+	g.Expect(h.getEnv("prod").Status.LastDeploy().Result).To(Equal(deployv1.ResultCompleted))
+
+	// The cache still says in progress only until it catches up; an observation of another
+	// deployment changes nothing there and is confirmed on the live object.
+	live := &controllers.RolloutRecorder{Cache: c, Reader: k8sClient, Writer: k8sClient}
+	changed, err = live.Record(ctx, key, controllers.RolloutObservation{DeploymentID: "ecs-svc/other", Result: deployv1.ResultFailed, At: time.Now()})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(changed).To(BeFalse())
+	g.Expect(h.getEnv("prod").Status.LastDeploy().Result).To(Equal(deployv1.ResultCompleted))
 }
