@@ -122,8 +122,14 @@ func (r *NotificationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	if rv, ok := r.written.Load(req.NamespacedName); ok && rv.(string) != n.ResourceVersion {
 		// The cache may not show what this reconciler delivered last: read it live.
+		cached := n.ResourceVersion
 		if err := r.APIReader.Get(ctx, req.NamespacedName, n); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		if n.ResourceVersion == cached {
+			// The cache holds the newest (another writer's change came after this
+			// reconciler's write): the next reconciles read it alone.
+			r.written.Delete(req.NamespacedName)
 		}
 	}
 	if !n.DeletionTimestamp.IsZero() {
