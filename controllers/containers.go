@@ -1,10 +1,7 @@
 package controllers
 
 import (
-	"fmt"
 	"maps"
-	"sort"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
@@ -88,15 +85,4 @@ func imagesToSet(req deployRequest) map[string]string {
 }
 
 // describeSet describes an image set for messages: "web=…, worker=…".
-func describeSet(images map[string]string) string {
-	names := make([]string, 0, len(images))
-	for c := range images {
-		names = append(names, c)
-	}
-	sort.Strings(names)
-	parts := make([]string, len(names))
-	for i, c := range names {
-		parts[i] = fmt.Sprintf("%s=%s", c, images[c])
-	}
-	return strings.Join(parts, ", ")
-}
+func describeSet(images map[string]string) string { return deployv1.JoinImages(images, ", ") }

@@ -1,6 +1,25 @@
 package v1alpha1
 
-import "maps"
+import (
+	"maps"
+	"sort"
+	"strings"
+)
+
+// JoinImages writes an image set as container=image pairs in container order, joined by sep
+// ("web=…, worker=…"), for messages and tables.
+func JoinImages(images map[string]string, sep string) string {
+	names := make([]string, 0, len(images))
+	for c := range images {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, c := range names {
+		parts[i] = c + "=" + images[c]
+	}
+	return strings.Join(parts, sep)
+}
 
 // Primary returns the primary container: the first of containers, else container (empty
 // when the task definition's only container is meant).

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -163,16 +162,7 @@ func images(d *deployv1.Deploy) string {
 	if len(d.Images) == 0 {
 		return d.Image
 	}
-	keys := make([]string, 0, len(d.Images))
-	for k := range d.Images {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + d.Images[k]
-	}
-	return strings.Join(parts, ",")
+	return deployv1.JoinImages(d.Images, ",")
 }
 
 func stamp(t *metav1.Time) string {

@@ -131,7 +131,7 @@ func (r *root) pin(ctx context.Context, name string, what []string) error {
 	}
 	target := image
 	if multi {
-		target = setText(set)
+		target = deployv1.JoinImages(set, ", ")
 	}
 	fmt.Fprintf(r.out(), "Pinned Environment %s to %s%s: new builds are recorded and not deployed until `%s unpin %s -n %s`.\n",
 		r.envName(env), target, from, r.name, env.Name, env.Namespace)
@@ -219,19 +219,6 @@ func exampleSet(containers []string) string {
 		parts[i] = c + "=<image>"
 	}
 	return strings.Join(parts, " ")
-}
-
-func setText(set map[string]string) string {
-	keys := make([]string, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + set[k]
-	}
-	return strings.Join(parts, ", ")
 }
 
 func contains(list []string, s string) bool {

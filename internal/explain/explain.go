@@ -6,7 +6,6 @@ package explain
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -301,16 +300,7 @@ func pinText(spec *deployv1.EnvironmentSpec) string {
 	if spec.PinnedImage != "" {
 		return spec.PinnedImage
 	}
-	keys := make([]string, 0, len(spec.PinnedImages))
-	for k := range spec.PinnedImages {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + spec.PinnedImages[k]
-	}
-	return strings.Join(parts, ", ")
+	return deployv1.JoinImages(spec.PinnedImages, ", ")
 }
 
 func sameBuildAsDeployed(st *deployv1.EnvironmentStatus) bool {
