@@ -499,7 +499,7 @@ func TestDrillRandomizedModel(t *testing.T) {
 		}
 		return drillApp
 	}
-	posts := 0
+	signed := map[string]bool{} // body and signing second of every post so far
 	post := func(kind string, b build) {
 		t.Helper()
 		wantCode, updated := http.StatusOK, []string{}
@@ -524,10 +524,15 @@ func TestDrillRandomizedModel(t *testing.T) {
 			wantCode = http.StatusAccepted
 		}
 		sort.Strings(updated)
-		// Every post is signed anew, as a sender sends each request (a second within one
-		// second would otherwise be the same signed request, answered as a replay).
-		posts++
-		r := h.postSigned(b.body(), testKey, time.Now().Add(-time.Duration(posts%60)*time.Second))
+		// Every post is signed anew, as a sender sends each request: the same body signed
+		// in a second already used would be the same signed request, answered as a replay.
+		// The newest unused second at or before now is taken.
+		body, at := b.body(), time.Now()
+		for signed[string(body)+"\x00"+strconv.FormatInt(at.Unix(), 10)] {
+			at = at.Add(-time.Second)
+		}
+		signed[string(body)+"\x00"+strconv.FormatInt(at.Unix(), 10)] = true
+		r := h.postSigned(body, testKey, at)
 		t.Logf("post %s build %d %s (%s, %s): %d", kind, b.Number, b.ID, b.Branch, b.Image, r.Code)
 		g.Expect(r.Code).To(Equal(wantCode), "seed %d: %s", seed, r.Raw)
 		got := []string{}
