@@ -66,6 +66,33 @@ func TestReceiverWritesFromTheCachedEnvironment(t *testing.T) {
 	g.Expect(liveReads("conflict")).To(Equal(conflicts), "no conflict, no read")
 }
 
+// TestReceiverWritesBackToBackBuildsFromItsOwnLastWrite: builds posted one right after the
+// other for one Environment are each written in one request, though the cache has not seen
+// the write before: the receiver starts from the object its own last write returned. Here
+// the cache stops following the API server after its first list and the live reader is an
+// API server that is not there, so a conflict (a write from the cached copy) would fail the
+// request.
+func TestReceiverWritesBackToBackBuildsFromItsOwnLastWrite(t *testing.T) {
+	h := newHarness(t)
+	g := h.g
+	h.createEnv("prod", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := h.indexedCache(ctx)
+	g.Eventually(func() error {
+		return c.Get(ctx, client.ObjectKey{Namespace: h.ns, Name: "prod"}, &deployv1.Environment{})
+	}, timeout, poll).Should(Succeed())
+	cancel()
+	srv := h.cachedReceiver(c, h.deadAPIClient())
+
+	conflicts := liveReads("conflict")
+	for n := int64(4); n <= 7; n++ {
+		r := h.postTo(srv, newBuild(n), time.Now())
+		g.Expect(r.Code).To(Equal(http.StatusAccepted), "build %d: %s", n, r.Raw)
+		g.Expect(h.getEnv("prod").Status.LatestBuild.ID).To(Equal(newBuild(n).ID))
+	}
+	g.Expect(liveReads("conflict")).To(Equal(conflicts), "no conflict, no read")
+}
+
 // TestReceiverReadsLiveOnlyWhenTheCacheLags: behind a cache that no longer follows the API
 // server, a write conflicts and is made again on the live object; an answer that needs no write
 // is confirmed on the live object, so that an Environment deleted and created again, which

@@ -104,6 +104,7 @@ type Handler struct {
 	routes     map[EventKind]EventRoute
 	signatures *seenSet
 	eventIDs   *seenSet
+	written    *ownWrites
 }
 
 // NewMux returns the receiver's routes served by h.
@@ -116,6 +117,7 @@ func (h *Handler) init() {
 	h.once.Do(func() {
 		h.signatures = newSeenSet(manifest.MaxClockSkew*2, maxSeen)
 		h.eventIDs = newSeenSet(seenEventTTL, maxSeen)
+		h.written = newOwnWrites()
 		h.routes = map[EventKind]EventRoute{
 			CodeBuildStateChange: {Kind: CodeBuildStateChange, Label: "codebuild", Handler: EventHandlerFunc(h.handleCodeBuild)},
 			ECRImageAction:       {Kind: ECRImageAction, Label: "ecr", Handler: EventHandlerFunc(h.handleECR)},
@@ -519,7 +521,11 @@ func (h *Handler) apply(ctx context.Context, m *manifest.Manifest, source string
 			defer func() { <-sem; wg.Done() }()
 			key := types.NamespacedName{Namespace: envs[i].Namespace, Name: envs[i].Name}
 			r := &results[i]
-			r.outcome, r.current, r.err = record(ctx, h.Live, h.Writer, key, &envs[i], m, source, now)
+			var written *deployv1.Environment
+			r.outcome, r.current, written, r.err = record(ctx, h.Live, h.Writer, key, h.written.newest(key, &envs[i]), m, source, now)
+			if written != nil {
+				h.written.remember(key, written, h.now())
+			}
 		}()
 	}
 	wg.Wait()

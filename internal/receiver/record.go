@@ -59,10 +59,11 @@ func decide(spec *deployv1.EnvironmentSpec, latest *deployv1.Build, m *manifest.
 // the cache listed it, so a build recorded on an Environment nobody else writes costs one
 // request; the live object is read after a conflict, and to confirm an answer that needs no
 // write (duplicate, stale, conflict), since the cache may lag behind a re-created Environment.
-// It also returns the latest build the Environment had.
-func record(ctx context.Context, reader client.Reader, writer client.StatusClient, key types.NamespacedName, cached *deployv1.Environment, m *manifest.Manifest, source string, now time.Time) (Outcome, *deployv1.Build, error) {
+// It also returns the latest build the Environment had, and the Environment its write
+// returned (nil when it wrote nothing).
+func record(ctx context.Context, reader client.Reader, writer client.StatusClient, key types.NamespacedName, cached *deployv1.Environment, m *manifest.Manifest, source string, now time.Time) (Outcome, *deployv1.Build, *deployv1.Environment, error) {
 	var outcome Outcome
-	var current *deployv1.Build
+	var current, written = (*deployv1.Build)(nil), (*deployv1.Environment)(nil)
 	first := true
 	err := retry.OnError(conflictBackoff, apierrors.IsConflict, func() error {
 		var env *deployv1.Environment
@@ -90,12 +91,16 @@ func record(ctx context.Context, reader client.Reader, writer client.StatusClien
 		}
 		base := env.DeepCopy()
 		env.Status.LatestBuild = buildFrom(m, source, now, &env.Spec)
-		return writer.Status().Patch(ctx, env, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		if err := writer.Status().Patch(ctx, env, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			return err
+		}
+		written = env
+		return nil
 	})
 	if err != nil {
-		return "", nil, fmt.Errorf("recording build %s on Environment %s: %w", m.BuildID, key, err)
+		return "", nil, nil, fmt.Errorf("recording build %s on Environment %s: %w", m.BuildID, key, err)
 	}
-	return outcome, current, nil
+	return outcome, current, written, nil
 }
 
 // buildFrom is the build m describes, as recorded on an Environment of spec. A manifest's
