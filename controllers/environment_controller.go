@@ -31,9 +31,12 @@ import (
 
 // Event reasons.
 const (
-	EventDeployStarted = "DeployStarted"
-	EventDeployed      = "Deployed"
-	EventDeployFailed  = "DeployFailed"
+	// EventDeployed: the service was updated (or found updated) to a deploy's image; it
+	// names the build and the trigger. A deploy's start has no Event of its own: it is a
+	// status write (status.pendingDeploy, the Reconciling condition), and Deployed,
+	// DeployFailed or DeployWithdrawn follows it within the ECS calls of one reconcile.
+	EventDeployed     = "Deployed"
+	EventDeployFailed = "DeployFailed"
 	// EventNotDeployed: the service already runs a newer build.
 	EventNotDeployed = "NotDeployed"
 	// EventDeployWithdrawn: a pending deploy no longer wanted was dropped before it reached
@@ -282,7 +285,6 @@ func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.Nam
 		base = env.DeepCopy()
 		pending = st.PendingDeploy
 		logger.Info("Deploying Environment", "image", desired.Image, "trigger", desired.Trigger)
-		r.Recorder.Eventf(env, nil, "Normal", EventDeployStarted, "Deploy", "%s", msg)
 	} else if pending.Result == deployv1.ResultStalled {
 		// A stalled deploy tried again (the spec changed, or a retry was requested): it never
 		// reached the service, so there is nothing to look for first.
@@ -327,8 +329,8 @@ func (r *EnvironmentReconciler) deployDesired(ctx context.Context, key types.Nam
 					metrics.Rollbacks.Inc()
 				}
 			}
-			r.Recorder.Eventf(live, nil, "Normal", EventDeployed, "Deploy", "%s %s as %s, ECS deployment %s",
-				res.outcome.verb(), describe(last.Image, last.Build), last.TaskDefinitionARN, last.DeploymentID)
+			r.Recorder.Eventf(live, nil, "Normal", EventDeployed, "Deploy", "%s %s (trigger %s) as %s, ECS deployment %s",
+				res.outcome.verb(), describe(last.Image, last.Build), last.Trigger, last.TaskDefinitionARN, last.DeploymentID)
 		}
 	}
 	r.track(key, live)

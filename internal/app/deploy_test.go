@@ -13,7 +13,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
+	"github.com/autodeploy-dev/autodeploy/controllers"
 	"github.com/autodeploy-dev/autodeploy/internal/ecssim"
+	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
 
 // readOnly are the fields ECS adds to a task definition; everything else must be carried over.
@@ -91,16 +93,50 @@ func TestSignedManifestDeploysNewImage(t *testing.T) {
 		"autodeploy.dev/application": "shop-api", "autodeploy.dev/build-id": b.ID, "autodeploy.dev/build-number": "142",
 		"autodeploy.dev/build-source": "Manifest"}))
 
-	// Events tell the story.
-	g.Eventually(func() []string {
-		list := &eventsv1.EventList{}
-		_ = k8sClient.List(context.Background(), list, client.InNamespace(h.ns))
-		var reasons []string
-		for _, e := range list.Items {
-			reasons = append(reasons, e.Reason)
+	// kubectl describe tells the story in one Event per step that changed what runs: the
+	// deploy names the build and its trigger.
+	g.Eventually(func() map[string]string { return h.eventsAbout("prod") }, timeout, poll).Should(
+		HaveKeyWithValue(controllers.EventDeployed, And(ContainSubstring("build 142"), ContainSubstring("trigger Build"), ContainSubstring(primary.ID))))
+}
+
+// eventsAbout maps the reason of every Event about Environment name to its note.
+func (h *harness) eventsAbout(name string) map[string]string {
+	list := &eventsv1.EventList{}
+	_ = k8sClient.List(context.Background(), list, client.InNamespace(h.ns))
+	notes := map[string]string{}
+	for _, e := range list.Items {
+		if e.Regarding.Name == name {
+			notes[e.Reason] = e.Note
 		}
-		return reasons
-	}, timeout, poll).Should(ContainElements("BuildReceived", "DeployStarted", "Deployed"))
+	}
+	return notes
+}
+
+// TestBuildEventsOnlyWhereNotDeployed: a build deployed has no Event of its own, nor has the
+// deploy's start: the Deployed and RolloutCompleted Events tell it. A build recorded on a
+// pinned Environment has a BuildReceived Event saying why it was not deployed.
+func TestBuildEventsOnlyWhereNotDeployed(t *testing.T) {
+	h := newHarness(t)
+	g := h.g
+	h.seedService("prod", "shop-api", image("v1"))
+	h.seedService("prod", "shop-api-canary", image("v1"))
+	h.createEnv("prod", nil)
+	h.createEnv("canary", func(e *deployv1.Environment) {
+		e.Spec.ECS.Service = "shop-api-canary"
+		e.Spec.PinnedImage = image("v1")
+	})
+	h.startManager()
+	b := newBuild(7)
+	g.Expect(h.post(b).Code).To(Equal(http.StatusAccepted))
+
+	g.Eventually(func() map[string]string { return h.eventsAbout("canary") }, timeout, poll).Should(
+		HaveKeyWithValue(receiver.EventBuildReceived, And(ContainSubstring("Build 7"), ContainSubstring("not deployed: pinned to "+image("v1")))))
+	g.Eventually(func() map[string]string { return h.eventsAbout("prod") }, timeout, poll).Should(And(
+		HaveKeyWithValue(controllers.EventDeployed, ContainSubstring("build 7")),
+		HaveKey(controllers.EventRolloutCompleted)))
+	// The receiver's Events were made before the deploy began and its rollout ended.
+	g.Expect(h.eventsAbout("prod")).NotTo(HaveKey(receiver.EventBuildReceived))
+	g.Expect(h.eventsAbout("prod")).NotTo(HaveKey("DeployStarted"))
 }
 
 func TestManifestForOtherApplicationOrBranchChangesNothing(t *testing.T) {

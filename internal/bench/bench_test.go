@@ -151,7 +151,7 @@ func TestCompareSmallFleet(t *testing.T) {
 
 	// The manager's writes, from the API server's audit log: the receiver recorded every build
 	// once on each Environment of its application (pinned ones too); the reconciler recorded
-	// each deploy's intent and outcome; every deploy has its Events.
+	// each deploy's intent and outcome; every deploy has its Event.
 	w := a.API
 	t.Logf("status writes %v, conflicts %v, Events %v (+%d series updates), live reads %d", w.Status, w.Conflicts, w.Events, w.EventPatches, w.LiveReads)
 	g.Expect(w.Audited).To(BeTrue())
@@ -159,9 +159,12 @@ func TestCompareSmallFleet(t *testing.T) {
 	g.Expect(w.Status[writerReconciler]).To(BeNumerically(">=", 2*a.Outcome.Updates), "intent and outcome of each deploy")
 	g.Expect(w.Status[writerRollouts]).To(BeNumerically(">", 0), "rollouts ended by ECS events")
 	g.Expect(w.Status[writerRollouts]).To(BeNumerically("<=", a.Outcome.Updates))
-	g.Expect(w.Events).To(HaveKeyWithValue("BuildReceived", r.Builds*cfg.EnvsPerApp))
+	// BuildReceived only on the pinned Environments (a build they record and do not deploy);
+	// a deploy has one Event when it updates the service (Deployed) and none when it starts.
+	g.Expect(r.Pinned).To(BeNumerically(">", 0))
+	g.Expect(w.Events).To(HaveKeyWithValue("BuildReceived", And(BeNumerically(">", 0), BeNumerically("<", r.Builds*cfg.EnvsPerApp-a.Outcome.Updates/2))))
 	g.Expect(w.Events).To(HaveKeyWithValue("Deployed", a.Outcome.Updates))
-	g.Expect(w.Events).To(HaveKeyWithValue("DeployStarted", a.Outcome.Updates))
+	g.Expect(w.Events).NotTo(HaveKey("DeployStarted"))
 	// What the deployed Environments weigh as stored.
 	st := a.Stored
 	g.Expect(st.Count).To(Equal(r.N - r.Pinned))

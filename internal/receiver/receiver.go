@@ -50,6 +50,10 @@ const (
 
 // Event reasons emitted on Environments.
 const (
+	// EventBuildReceived: a build was recorded on an Environment that does not deploy it
+	// (pinned, or auto-deploy off). A build an Environment deploys has no Event of its own
+	// from the receiver: the reconciler's Deployed Event names it, and a gate that holds it
+	// has its own Event.
 	EventBuildReceived = "BuildReceived"
 	// EventBuildConflict: another build already has this build number; the build is ignored.
 	EventBuildConflict = "BuildConflict"
@@ -548,9 +552,9 @@ func (h *Handler) apply(ctx context.Context, m *manifest.Manifest, source string
 				resp.Incomplete = append(resp.Incomplete, fmt.Sprintf("%s: no image for container %s", name, c))
 			}
 			h.Log.Info("Recorded build on Environment", "environment", key, "buildID", m.BuildID, "buildNumber", m.BuildNumber, "image", m.Image, "tenant", scope.Tenant())
-			if h.Recorder != nil {
+			if why := notDeployedBy(&env.Spec); why != "" && h.Recorder != nil {
 				h.Recorder.Eventf(env, nil, "Normal", EventBuildReceived, "RecordBuild",
-					"Build %d (%s) of %s: %s", m.BuildNumber, m.BuildID, m.Application, m.Image)
+					"Build %d (%s) of %s recorded, not deployed: %s", m.BuildNumber, m.BuildID, m.Application, why)
 			}
 		case Duplicate:
 			resp.Duplicate = append(resp.Duplicate, name)
@@ -601,4 +605,20 @@ func remoteHost(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// notDeployedBy says why an Environment of spec records builds without deploying them
+// (pinned, or auto-deploy off); empty when it deploys them.
+func notDeployedBy(spec *deployv1.EnvironmentSpec) string {
+	switch {
+	case spec.Pinned():
+		pin := spec.PinnedImage
+		if pin == "" {
+			pin = deployv1.JoinImages(spec.PinnedImages, ", ")
+		}
+		return "pinned to " + pin
+	case !spec.AutoDeploy:
+		return "auto-deploy is off"
+	}
+	return ""
 }
