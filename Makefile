@@ -91,6 +91,12 @@ bench: ## Go benchmarks of the hot pure paths (parse, verify, decide, task-defin
 bench-fanout: envtest ## One build fanned out to 1,000 services under AWS's ECS limits (scaled by AUTODEPLOY_BENCH_SCALE, default 20), and ECS calls per rollout of a blue/green fleet.
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test -run '^$$' -bench 'BenchmarkFanOut1000|BenchmarkBlueGreenFleet' -benchtime 1x -timeout 60m ./internal/app
 
+.PHONY: bench-memory
+bench-memory: envtest ## What one cached Environment costs the manager's heap, at N = 1,000, 5,000 and 20,000 (AUTODEPLOY_BENCH_CACHE_SIZES).
+	for n in $${AUTODEPLOY_BENCH_CACHE_SIZES:-1000 5000 20000}; do \
+		KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" AUTODEPLOY_BENCH_CACHE_N=$$n go test -run '^$$' -bench BenchmarkCachedEnvironmentMemory -benchtime 1x -timeout 60m ./internal/app || exit 1; \
+	done
+
 BENCH_SEED ?= 42
 AUTODEPLOY_BENCH = KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go run ./cmd/autodeploy-bench --seed $(BENCH_SEED)
 
