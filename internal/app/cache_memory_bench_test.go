@@ -130,7 +130,9 @@ func cachedHeapPerEnvironment(b *testing.B, h *harness, n int, opts cache.Option
 		b.Fatal(err)
 	}
 	indexes := []func(context.Context, client.FieldIndexer) error{receiver.IndexApplication, controllers.IndexDeploymentID, controllers.IndexService, controllers.IndexUpstream,
-		func(ctx context.Context, i client.FieldIndexer) error { return controllers.IndexServiceKey(ctx, i, "123456789012") }}
+		func(ctx context.Context, i client.FieldIndexer) error {
+			return controllers.IndexServiceKey(ctx, i, "123456789012")
+		}}
 	if !indexed {
 		indexes = nil
 	}
