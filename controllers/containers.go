@@ -83,6 +83,3 @@ func imagesToSet(req deployRequest) map[string]string {
 	}
 	return map[string]string{req.target.Primary(): req.image}
 }
-
-// describeSet describes an image set for messages: "web=…, worker=…".
-func describeSet(images map[string]string) string { return deployv1.JoinImages(images, ", ") }

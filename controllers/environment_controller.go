@@ -634,12 +634,9 @@ func (r *EnvironmentReconciler) patchStatus(ctx context.Context, base, env *depl
 }
 
 func setPinned(env *deployv1.Environment) {
-	if pin := env.Spec.PinnedImage; pin != "" || len(env.Spec.PinnedImages) > 0 {
-		if pin == "" {
-			pin = describeSet(env.Spec.PinnedImages)
-		}
+	if env.Spec.Pinned() {
 		setCondition(env, deployv1.PinnedCondition, metav1.ConditionTrue, deployv1.ReasonPinned,
-			"Pinned to "+pin+": new builds are recorded, not deployed")
+			"Pinned to "+env.Spec.PinText()+": new builds are recorded, not deployed")
 		return
 	}
 	setCondition(env, deployv1.PinnedCondition, metav1.ConditionFalse, deployv1.ReasonNotPinned, "No image is pinned")

@@ -73,6 +73,15 @@ func (s *EnvironmentSpec) Pinned() bool {
 	return s.PinnedImage != "" || len(s.PinnedImages) > 0
 }
 
+// PinText is what the pin names, for people: pinnedImage, or the pinnedImages set as
+// JoinImages writes it ("" when nothing is pinned).
+func (s *EnvironmentSpec) PinText() string {
+	if s.PinnedImage != "" {
+		return s.PinnedImage
+	}
+	return JoinImages(s.PinnedImages, ", ")
+}
+
 // SameImages reports whether two image sets (nil when one container is managed) are equal.
 func SameImages(a, b map[string]string) bool {
 	return maps.Equal(a, b)

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
 	"testing"
 	"time"
 
@@ -32,13 +30,7 @@ import (
 //
 //	make bench-memory
 func BenchmarkCachedEnvironmentMemory(b *testing.B) {
-	n := 2000
-	if v := os.Getenv("AUTODEPLOY_BENCH_CACHE_N"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil {
-			b.Fatal(err)
-		}
-	}
+	n := benchSize(b, "AUTODEPLOY_BENCH_CACHE_N", 2000)
 	h := newHarness(b)
 	stored, history := fillDeployedEnvironments(b, h, n)
 	namespaces := map[string]cache.Config{h.ns: {}}

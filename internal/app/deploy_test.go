@@ -134,7 +134,9 @@ func TestBuildEventsOnlyWhereNotDeployed(t *testing.T) {
 	g.Eventually(func() map[string]string { return h.eventsAbout("prod") }, timeout, poll).Should(And(
 		HaveKeyWithValue(controllers.EventDeployed, ContainSubstring("build 7")),
 		HaveKey(controllers.EventRolloutCompleted)))
-	// The receiver's Events were made before the deploy began and its rollout ended.
+	// Each Event is written in a goroutine of its own: one the receiver made for prod would
+	// have gone out when the build was recorded, before the deploy's ECS calls and long
+	// before its rollout's end, which is listed now.
 	g.Expect(h.eventsAbout("prod")).NotTo(HaveKey(receiver.EventBuildReceived))
 	g.Expect(h.eventsAbout("prod")).NotTo(HaveKey("DeployStarted"))
 }

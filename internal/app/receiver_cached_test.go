@@ -69,18 +69,15 @@ func TestReceiverWritesFromTheCachedEnvironment(t *testing.T) {
 // TestReceiverWritesBackToBackBuildsFromItsOwnLastWrite: builds posted one right after the
 // other for one Environment are each written in one request, though the cache has not seen
 // the write before: the receiver starts from the object its own last write returned. Here
-// the cache stops following the API server after its first list and the live reader is an
-// API server that is not there, so a conflict (a write from the cached copy) would fail the
-// request.
+// the cache stops following the API server after its first list (which has the Environment:
+// indexedCache waits for it) and the live reader is an API server that is not there, so a
+// conflict (a write from the cached copy) would fail the request.
 func TestReceiverWritesBackToBackBuildsFromItsOwnLastWrite(t *testing.T) {
 	h := newHarness(t)
 	g := h.g
 	h.createEnv("prod", nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := h.indexedCache(ctx)
-	g.Eventually(func() error {
-		return c.Get(ctx, client.ObjectKey{Namespace: h.ns, Name: "prod"}, &deployv1.Environment{})
-	}, timeout, poll).Should(Succeed())
 	cancel()
 	srv := h.cachedReceiver(c, h.deadAPIClient())
 

@@ -27,13 +27,7 @@ import (
 //
 //	make bench-fanout
 func BenchmarkBlueGreenFleet(b *testing.B) {
-	n := 100
-	if v := os.Getenv("AUTODEPLOY_BENCH_BLUEGREEN_N"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil {
-			b.Fatal(err)
-		}
-	}
+	n := benchSize(b, "AUTODEPLOY_BENCH_BLUEGREEN_N", 100)
 	for _, mode := range []string{"polling", "events"} {
 		b.Run(mode, func(b *testing.B) {
 			for b.Loop() {
@@ -81,4 +75,17 @@ func BenchmarkBlueGreenFleet(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchSize is the size a benchmark's environment variable sets, or def when it is unset.
+func benchSize(b *testing.B, variable string, def int) int {
+	v := os.Getenv(variable)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		b.Fatalf("%s=%q: not a number: %v", variable, v, err)
+	}
+	return n
 }

@@ -120,7 +120,7 @@ func (w *writer) explain() Kind {
 		return KindStalled
 	}
 	if env.Spec.Pinned() {
-		w.say("Environment %s is pinned to %s", name, pinText(&env.Spec))
+		w.say("Environment %s is pinned to %s", name, env.Spec.PinText())
 		if b := st.LatestBuild; b != nil && !sameBuildAsDeployed(st) {
 			w.parts[len(w.parts)-1] += fmt.Sprintf(": new builds are recorded and not deployed (the latest is build %d)", b.Number)
 		}
@@ -273,7 +273,7 @@ func Summary(env *deployv1.Environment) string {
 	ready := meta.FindStatusCondition(st.Conditions, deployv1.ReadyCondition)
 	switch {
 	case env.Spec.Pinned() && ready != nil && ready.Status == metav1.ConditionTrue:
-		return short("Pinned: " + pinText(&env.Spec))
+		return short("Pinned: " + env.Spec.PinText())
 	case st.Gate != nil && (ready == nil || ready.Reason != deployv1.ReasonRolloutFailed):
 		return short(st.Gate.Reason + ": " + st.Gate.Message)
 	case ready == nil:
@@ -294,13 +294,6 @@ func short(s string) string {
 	}
 	r := []rune(s)
 	return string(r[:summaryMax-1]) + "…"
-}
-
-func pinText(spec *deployv1.EnvironmentSpec) string {
-	if spec.PinnedImage != "" {
-		return spec.PinnedImage
-	}
-	return deployv1.JoinImages(spec.PinnedImages, ", ")
 }
 
 func sameBuildAsDeployed(st *deployv1.EnvironmentStatus) bool {

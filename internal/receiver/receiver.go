@@ -528,7 +528,7 @@ func (h *Handler) apply(ctx context.Context, m *manifest.Manifest, source string
 			var written *deployv1.Environment
 			r.outcome, r.current, written, r.err = record(ctx, h.Live, h.Writer, key, h.written.newest(key, &envs[i]), m, source, now)
 			if written != nil {
-				h.written.remember(key, written, h.now())
+				h.written.remember(key, written, now)
 			}
 		}()
 	}
@@ -612,11 +612,7 @@ func remoteHost(r *http.Request) string {
 func notDeployedBy(spec *deployv1.EnvironmentSpec) string {
 	switch {
 	case spec.Pinned():
-		pin := spec.PinnedImage
-		if pin == "" {
-			pin = deployv1.JoinImages(spec.PinnedImages, ", ")
-		}
-		return "pinned to " + pin
+		return "pinned to " + spec.PinText()
 	case !spec.AutoDeploy:
 		return "auto-deploy is off"
 	}

@@ -63,7 +63,8 @@ func decide(spec *deployv1.EnvironmentSpec, latest *deployv1.Build, m *manifest.
 // returned (nil when it wrote nothing).
 func record(ctx context.Context, reader client.Reader, writer client.StatusClient, key types.NamespacedName, cached *deployv1.Environment, m *manifest.Manifest, source string, now time.Time) (Outcome, *deployv1.Build, *deployv1.Environment, error) {
 	var outcome Outcome
-	var current, written = (*deployv1.Build)(nil), (*deployv1.Environment)(nil)
+	var current *deployv1.Build
+	var written *deployv1.Environment
 	first := true
 	err := retry.OnError(conflictBackoff, apierrors.IsConflict, func() error {
 		var env *deployv1.Environment
