@@ -54,6 +54,9 @@ type NotificationReconciler struct {
 	RetryBaseDelay, RetryMaxDelay time.Duration
 	// MaxConcurrentReconciles bounds parallel Notifications; 2 when zero.
 	MaxConcurrentReconciles int
+	// InScope reports whether this manager handles a namespace's Notifications (a sharded
+	// manager sees only its shard's Environments); nil: every namespace.
+	InScope func(namespace string) bool
 
 	// written holds, per Notification, the resourceVersion of the last status this reconciler
 	// wrote, to tell a cache that has not caught up (its status would deliver again).
@@ -82,9 +85,12 @@ func (r *NotificationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 2
 	}
+	inScope := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return r.InScope == nil || r.InScope(o.GetNamespace())
+	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("notification").
-		For(&deployv1.Notification{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&deployv1.Notification{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}, inScope)).
 		Watches(&deployv1.Environment{}, handler.EnqueueRequestsFromMapFunc(r.notificationsOf)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)

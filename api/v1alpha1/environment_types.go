@@ -498,6 +498,7 @@ type EnvironmentStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=env;envs,categories=autodeploy
+// +kubebuilder:selectablefield:JSONPath=`.spec.application`
 // +kubebuilder:printcolumn:name="Application",type=string,JSONPath=`.spec.application`
 // +kubebuilder:printcolumn:name="Auto",type=boolean,JSONPath=`.spec.autoDeploy`
 // +kubebuilder:printcolumn:name="Pinned",type=string,JSONPath=`.spec.pinnedImage`,priority=0

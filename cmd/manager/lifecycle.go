@@ -121,6 +121,10 @@ func runManagers(ctx context.Context, log logr.Logger, p *probes, newManager fun
 		}
 		mgr, err := newManager(generation)
 		if err != nil {
+			if ctx.Err() != nil {
+				log.Info("Stopped while waiting for a shard")
+				return nil
+			}
 			return fmt.Errorf("creating the manager: %w", err)
 		}
 		p.current.Store(&mgr)
@@ -149,15 +153,24 @@ func leaseIdentity() (string, error) {
 
 const inClusterNamespacePath = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
+// leaseNamespace is namespace, or the pod's own when it is empty.
+func leaseNamespace(namespace string) (string, error) {
+	if namespace != "" {
+		return namespace, nil
+	}
+	ns, err := os.ReadFile(inClusterNamespacePath)
+	if err != nil {
+		return "", fmt.Errorf("--leader-election-namespace is needed outside a pod (%w)", err)
+	}
+	return strings.TrimSpace(string(ns)), nil
+}
+
 // newLeaseLock is the Lease lock controller-runtime would make, with the given identity: the
 // process keeps one identity across its managers.
 func newLeaseLock(cfg *rest.Config, namespace, name, identity string, renewDeadline time.Duration) (resourcelock.Interface, error) {
-	if namespace == "" {
-		ns, err := os.ReadFile(inClusterNamespacePath)
-		if err != nil {
-			return nil, fmt.Errorf("--leader-election-namespace is needed outside a pod (%w)", err)
-		}
-		namespace = strings.TrimSpace(string(ns))
+	namespace, err := leaseNamespace(namespace)
+	if err != nil {
+		return nil, err
 	}
 	cfg = rest.AddUserAgent(rest.CopyConfig(cfg), "leader-election")
 	// As controller-runtime: one hung request must not cost the lease.

@@ -21,6 +21,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -35,6 +36,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/app"
 	"github.com/autodeploy-dev/autodeploy/internal/awsecs"
 	"github.com/autodeploy-dev/autodeploy/internal/kubeapi"
+	"github.com/autodeploy-dev/autodeploy/internal/shard"
 )
 
 var scheme = runtime.NewScheme()
@@ -60,6 +62,7 @@ func main() {
 		sdReadRate                                       float64
 		kubeQPS                                          float64
 		kubeBurst                                        int
+		shards                                           int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health probes bind to.")
@@ -68,6 +71,7 @@ func main() {
 	recvFlags := bindReceiverFlags(flag.CommandLine)
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that one replica reconciles; every replica receives manifests.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
+	flag.IntVar(&shards, "shards", 1, "Split the Environments among this many replicas by namespace: each replica claims one shard's Lease, reconciles and caches only that shard's Environments, and finds a build's Environments with the API server's field selector. Run at least this many replicas (more are standbys). Needs --rollout-polling. 1: no sharding.")
 	var watchNamespaces string
 	var leaseDuration, renewDeadline, retryPeriod time.Duration
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces whose Environments this controller handles (default: all).")
@@ -98,6 +102,15 @@ func main() {
 	flag.Parse()
 	if a := rollout.Account; a != "" && !accountID.MatchString(a) {
 		fmt.Fprintf(os.Stderr, "--aws-account-id must be a 12-digit AWS account id, not %q\n", a)
+		os.Exit(2)
+	}
+	if shards < 1 {
+		fmt.Fprintf(os.Stderr, "--shards must be at least 1, not %d\n", shards)
+		os.Exit(2)
+	}
+	if shards > 1 && !rollout.RolloutPolling {
+		// ECS events are matched against the receiving replica's cache, which holds one shard.
+		fmt.Fprintln(os.Stderr, "--shards above 1 needs --rollout-polling: a replica's cache holds only its own shard's Environments, so ECS events cannot be matched to the others'")
 		os.Exit(2)
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
@@ -148,17 +161,47 @@ func main() {
 		os.Exit(1)
 	}
 	const leaderElectionID = "autodeploy.deploy.autodeploy.dev"
-	cacheOptions := app.CacheOptions(namespaces(watchNamespaces))
+	baseCache := app.CacheOptions(namespaces(watchNamespaces))
 	// The informers wait out an API-server outage on its /readyz, not on client-go's
 	// reflector backoff (package kubeapi).
-	cacheOptions.NewInformer = gate.NewInformer
+	baseCache.NewInformer = gate.NewInformer
+	// With shards, each manager first claims a shard's Lease, then keeps it with the leader
+	// election (on that Lease), and caches that shard's Environments only.
+	var claimer *shard.Claimer
+	if shards > 1 {
+		ns, err := leaseNamespace(leaderElectionNamespace)
+		if err != nil {
+			setupLog.Error(err, "Finding the namespace of the shard Leases failed")
+			os.Exit(1)
+		}
+		coord, err := coordinationv1client.NewForConfig(rest.AddUserAgent(rest.CopyConfig(cfg), "shard-claim"))
+		if err != nil {
+			setupLog.Error(err, "Configuring the shard Leases' client failed")
+			os.Exit(1)
+		}
+		leaderElect, leaderElectionNamespace = true, ns
+		claimer = &shard.Claimer{
+			Leases: coord, Namespace: ns, Prefix: leaderElectionID, Identity: identity, Count: shards,
+			LeaseDuration: leaseDuration, RetryPeriod: retryPeriod, Log: ctrl.Log.WithName("shard"),
+		}
+	}
+	// held is the shard the newest manager holds, for runOne below (the zero value: none).
+	var held shard.Assignment
 	newManager := func(generation int) (ctrl.Manager, error) {
+		electionID, cacheOptions := leaderElectionID, baseCache
+		if claimer != nil {
+			a, err := claimer.Claim(ctx)
+			if err != nil {
+				return nil, err
+			}
+			held, electionID, cacheOptions = a, shard.LeaseName(leaderElectionID, a), app.ShardCacheOptions(baseCache, a)
+		}
 		o := ctrl.Options{
 			Scheme:                  scheme,
 			Metrics:                 metricsserver.Options{BindAddress: "0"},
 			HealthProbeBindAddress:  "0",
 			LeaderElection:          leaderElect,
-			LeaderElectionID:        leaderElectionID,
+			LeaderElectionID:        electionID,
 			LeaderElectionNamespace: leaderElectionNamespace,
 			// The lease is given up on a clean stop so the next replica takes over at once.
 			LeaderElectionReleaseOnCancel: true,
@@ -168,7 +211,7 @@ func main() {
 			Cache:                         cacheOptions,
 		}
 		if leaderElect {
-			lock, err := newLeaseLock(cfg, leaderElectionNamespace, leaderElectionID, identity, renewDeadline)
+			lock, err := newLeaseLock(cfg, leaderElectionNamespace, electionID, identity, renewDeadline)
 			if err != nil {
 				return nil, err
 			}
@@ -204,7 +247,9 @@ func main() {
 				return fmt.Errorf("the receiver's address %s: %w", receiverAddr, err)
 			}
 		}
-		return run(ctx, mgr, appOpts)
+		opts := appOpts
+		opts.Shard, opts.BaseCache = held, baseCache
+		return run(ctx, mgr, opts)
 	}
 	if err := runManagers(ctx, setupLog, p, newManager, wait, runOne); err != nil {
 		setupLog.Error(err, "Manager stopped with an error")

@@ -10,10 +10,12 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
 	"github.com/autodeploy-dev/autodeploy/controllers"
 	"github.com/autodeploy-dev/autodeploy/internal/receiver"
+	"github.com/autodeploy-dev/autodeploy/internal/shard"
 )
 
 // Options configure Setup.
@@ -42,6 +44,14 @@ type Options struct {
 	Account string
 	// Notifications tune the delivery of Notification outcomes.
 	Notifications NotificationOptions
+	// Shard is the shard this manager holds (the zero value: no sharding). Its cache must
+	// hold only that shard's Environments (ShardCacheOptions). The receiver then finds a
+	// build's Environments with the API server's field selector, as they may be in any
+	// shard, and the manager labels its namespaces' new Environments.
+	Shard shard.Assignment
+	// BaseCache holds the cache options the manager's were made from before sharding
+	// (namespaces, informer constructor, transform), for the shard labeler's cache.
+	BaseCache cache.Options
 }
 
 // NotificationOptions tune the notification controller.
@@ -118,6 +128,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	if err := setupNotifications(mgr, opts); err != nil {
 		return err
+	}
+	if opts.Shard.Sharded() {
+		if err := (&shard.Labeler{Client: mgr.GetClient(), Shard: opts.Shard, Cache: opts.BaseCache}).SetupWithManager(mgr); err != nil {
+			return err
+		}
 	}
 	// ECS "Deployment State Change" events end rollouts without polling.
 	if err := controllers.IndexDeploymentID(ctx, mgr.GetFieldIndexer()); err != nil {

@@ -3,6 +3,10 @@ package app
 import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
+	"github.com/autodeploy-dev/autodeploy/internal/shard"
 )
 
 // lastAppliedAnnotation is where `kubectl apply` keeps a copy of the object it applied.
@@ -32,4 +36,17 @@ func TrimForCache(in any) (any, error) {
 		}
 	}
 	return in, nil
+}
+
+// ShardCacheOptions are base restricted to the Environments of shard a (those carrying its
+// shard.Label): the manager holding a caches about 1/a.Count of the fleet. Other kinds are
+// cached as base says.
+func ShardCacheOptions(base cache.Options, a shard.Assignment) cache.Options {
+	o := base
+	o.ByObject = map[client.Object]cache.ByObject{}
+	for k, v := range base.ByObject {
+		o.ByObject[k] = v
+	}
+	o.ByObject[&deployv1.Environment{}] = cache.ByObject{Label: a.Selector()}
+	return o
 }

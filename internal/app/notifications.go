@@ -23,5 +23,6 @@ func setupNotifications(mgr ctrl.Manager, opts Options) error {
 		Now:            opts.Now,
 		RetryBaseDelay: no.RetryBaseDelay,
 		RetryMaxDelay:  no.RetryMaxDelay,
+		InScope:        opts.Shard.Owns,
 	}).SetupWithManager(mgr)
 }

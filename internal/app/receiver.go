@@ -5,6 +5,7 @@ import (
 
 	"golang.org/x/time/rate"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
@@ -51,8 +52,14 @@ func addReceiver(mgr ctrl.Manager, opts Options) error {
 	if burst == 0 {
 		burst = receiver.DefaultBurst
 	}
+	// A sharded manager caches one shard only; a build's Environments may be in any, so it
+	// lists them from the API server by spec.application, a selectable field of the CRD.
+	var envs client.Reader = mgr.GetCache()
+	if opts.Shard.Sharded() {
+		envs = mgr.GetAPIReader()
+	}
 	handler := &receiver.Handler{
-		Cache:     mgr.GetCache(),
+		Cache:     envs,
 		Live:      mgr.GetAPIReader(),
 		Writer:    mgr.GetClient(),
 		Keys:      opts.Keys,
