@@ -71,7 +71,7 @@ func main() {
 	recvFlags := bindReceiverFlags(flag.CommandLine)
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that one replica reconciles; every replica receives manifests.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
-	flag.IntVar(&shards, "shards", 1, "Split the Environments among this many replicas by namespace: each replica claims one shard's Lease, reconciles and caches only that shard's Environments, and finds a build's Environments with the API server's field selector. Run at least this many replicas (more are standbys). Needs --rollout-polling. 1: no sharding.")
+	flag.IntVar(&shards, "shards", 1, "Split the Environments among this many replicas by namespace: each replica claims one shard's Lease, reconciles and caches only that shard's Environments, and finds a build's Environments with the API server's field selector. Implies --leader-elect (on the shard Leases). Run at least this many replicas (more are standbys). Needs --rollout-polling. 1: no sharding.")
 	var watchNamespaces string
 	var leaseDuration, renewDeadline, retryPeriod time.Duration
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces whose Environments this controller handles (default: all).")

@@ -1,12 +1,18 @@
 package app
 
 import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
 	"time"
 
 	"golang.org/x/time/rate"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
 
@@ -56,7 +62,7 @@ func addReceiver(mgr ctrl.Manager, opts Options) error {
 	// lists them from the API server by spec.application, a selectable field of the CRD.
 	var envs client.Reader = mgr.GetCache()
 	if opts.Shard.Sharded() {
-		envs = mgr.GetAPIReader()
+		envs = watchedOnly{Reader: mgr.GetAPIReader(), namespaces: opts.BaseCache.DefaultNamespaces}
 	}
 	handler := &receiver.Handler{
 		Cache:     envs,
@@ -89,4 +95,43 @@ func addReceiver(mgr ctrl.Manager, opts Options) error {
 		TLSKeyFile:        ro.TLSKeyFile,
 		EnableHTTP2:       ro.EnableHTTP2,
 	})
+}
+
+// watchedOnly lists from Reader within the watched namespaces only (all when namespaces is
+// empty), as the manager's cache would: a list across namespaces becomes one list per
+// watched namespace, and a list in an unwatched namespace finds nothing.
+type watchedOnly struct {
+	client.Reader
+	namespaces map[string]cache.Config
+}
+
+func (w watchedOnly) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if len(w.namespaces) == 0 {
+		return w.Reader.List(ctx, list, opts...)
+	}
+	lo := (&client.ListOptions{}).ApplyOptions(opts)
+	envs, ok := list.(*deployv1.EnvironmentList)
+	if !ok {
+		return fmt.Errorf("watchedOnly lists Environments only, not %T", list)
+	}
+	var namespaces []string
+	if lo.Namespace != "" {
+		if _, watched := w.namespaces[lo.Namespace]; watched {
+			namespaces = []string{lo.Namespace}
+		}
+	} else {
+		for ns := range w.namespaces {
+			namespaces = append(namespaces, ns)
+		}
+		sort.Strings(namespaces)
+	}
+	envs.Items = nil
+	for _, ns := range namespaces {
+		part := &deployv1.EnvironmentList{}
+		if err := w.Reader.List(ctx, part, append(slices.Clip(opts), client.InNamespace(ns))...); err != nil {
+			return err
+		}
+		envs.Items = append(envs.Items, part.Items...)
+	}
+	return nil
 }

@@ -81,6 +81,21 @@ func TestShardedManagersSplitTheFleetAndDeployEachBuildOnce(t *testing.T) {
 			},
 		})).To(Succeed())
 	}
+	// An Environment of the same application in a namespace the managers do not watch.
+	outside := fmt.Sprintf("%s-out", h.ns)
+	g.Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: outside}})).To(Succeed())
+	g.Expect(k8sClient.Create(ctx, &deployv1.Environment{
+		ObjectMeta: metav1.ObjectMeta{Name: "prod", Namespace: outside},
+		Spec: deployv1.EnvironmentSpec{
+			Application: "shop-api", Branch: "main", AutoDeploy: true,
+			ECS: deployv1.ECSTarget{Region: "us-east-1", Cluster: "prod", Service: "unwatched", Container: "web"},
+		},
+	})).To(Succeed())
+	unwatched := func() *deployv1.Environment {
+		e := &deployv1.Environment{}
+		g.Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: outside, Name: "prod"}, e)).To(Succeed())
+		return e
+	}
 	envOf := func(i int) func() *deployv1.Environment {
 		return func() *deployv1.Environment {
 			e := &deployv1.Environment{}
@@ -113,6 +128,9 @@ func TestShardedManagersSplitTheFleetAndDeployEachBuildOnce(t *testing.T) {
 	// A build posted to shard 0's manager is recorded on both Environments and deployed once each.
 	first := newBuild(1)
 	g.Expect(a.post(first)).To(Equal(http.StatusAccepted))
+	// The receiver answered after its writes: none went outside the watched namespaces.
+	g.Expect(unwatched().Status.LatestBuild).To(BeNil(), "a namespace the managers do not watch is not written")
+	g.Expect(unwatched().Labels).NotTo(HaveKey(shard.Label), "nor labelled")
 	for i := range nss {
 		g.Eventually(envOf(i), timeout, poll).Should(And(
 			WithTransform(deployedImage, Equal(first.Image)),
