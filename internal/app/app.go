@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
 	"github.com/autodeploy-dev/autodeploy/controllers"
+	"github.com/autodeploy-dev/autodeploy/internal/metrics"
 	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 	"github.com/autodeploy-dev/autodeploy/internal/shard"
 )
@@ -129,6 +130,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := setupNotifications(mgr, opts); err != nil {
 		return err
 	}
+	metrics.Shards.Set(float64(max(opts.Shard.Count, 1)))
 	if opts.Shard.Sharded() {
 		if err := (&shard.Labeler{Client: mgr.GetClient(), Shard: opts.Shard, Cache: opts.BaseCache}).SetupWithManager(mgr); err != nil {
 			return err

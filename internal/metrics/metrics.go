@@ -90,8 +90,15 @@ var (
 	})
 )
 
+// Shards is the number of shards the replica's manager splits the Environments into (1: not
+// sharded); the alerts compare it with the shard Leases held.
+var Shards = prometheus.NewGauge(prometheus.GaugeOpts{
+	Name: "autodeploy_shards",
+	Help: "Shards the Environments are split into (--shards; 1: not sharded).",
+})
+
 func init() {
-	ctrlmetrics.Registry.MustRegister(Deploys, ECSCalls, ReceiverRequests, ReceiverAuthFailures, ReceiverDuplicates, ReceiverLiveReads, Builds, BuildToDeployed, ECSThrottleWait, Rollbacks, RolloutPolls)
+	ctrlmetrics.Registry.MustRegister(Deploys, ECSCalls, ReceiverRequests, ReceiverAuthFailures, ReceiverDuplicates, ReceiverLiveReads, Builds, BuildToDeployed, ECSThrottleWait, Rollbacks, RolloutPolls, Shards)
 }
 
 // EnvironmentReconciles returns how many reconciles the Environment controller finished in
