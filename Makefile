@@ -97,6 +97,12 @@ bench-memory: envtest ## What one cached Environment costs the manager's heap, a
 		KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" AUTODEPLOY_BENCH_CACHE_N=$$n go test -run '^$$' -bench BenchmarkCachedEnvironmentMemory -benchtime 1x -timeout 60m ./internal/app || exit 1; \
 	done
 
+.PHONY: bench-shard-list
+bench-shard-list: envtest ## What a sharded receiver's lookup of a build's Environments costs (a field-selector LIST) against the cache, at N = 1,000, 5,000 and 20,000 (AUTODEPLOY_BENCH_LIST_SIZES).
+	for n in $${AUTODEPLOY_BENCH_LIST_SIZES:-1000 5000 20000}; do \
+		KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" AUTODEPLOY_BENCH_LIST_N=$$n go test -run '^$$' -bench BenchmarkReceiverListByApplication -benchtime 1x -timeout 60m ./internal/app || exit 1; \
+	done
+
 BENCH_SEED ?= 42
 AUTODEPLOY_BENCH = KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go run ./cmd/autodeploy-bench --seed $(BENCH_SEED)
 

@@ -56,16 +56,22 @@ func BenchmarkCachedEnvironmentMemory(b *testing.B) {
 	}
 }
 
-// fillDeployedEnvironments creates n Environments with the status of four deploys and
-// returns the stored JSON size of one, and of its status.history.
+// fillDeployedEnvironments creates n Environments with the status of four deploys in the
+// harness's namespace and returns the stored JSON size of one, and of its status.history.
 func fillDeployedEnvironments(b *testing.B, h *harness, n int) (int, int) {
+	return fillDeployedEnvironmentsIn(b, func(int) string { return h.ns }, n)
+}
+
+// fillDeployedEnvironmentsIn is fillDeployedEnvironments with Environment i in namespace
+// nsOf(i).
+func fillDeployedEnvironmentsIn(b *testing.B, nsOf func(i int) string, n int) (int, int) {
 	ctx := context.Background()
 	now := metav1.NewTime(time.Now().Truncate(time.Second))
 	var size, history int
 	for i := range n {
 		name := fmt.Sprintf("env-%05d", i)
 		env := &deployv1.Environment{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.ns, Labels: map[string]string{"team": "shop"}},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: nsOf(i), Labels: map[string]string{"team": "shop"}},
 			Spec: deployv1.EnvironmentSpec{
 				Application: fmt.Sprintf("app-%04d", i/10), Branch: "main", AutoDeploy: true,
 				ECS: deployv1.ECSTarget{Region: "us-east-1", Cluster: "prod", Service: name, Container: "web"},
