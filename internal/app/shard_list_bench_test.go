@@ -3,9 +3,6 @@ package app_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +13,7 @@ import (
 
 	deployv1 "github.com/autodeploy-dev/autodeploy/api/v1alpha1"
 	"github.com/autodeploy-dev/autodeploy/internal/app"
+	"github.com/autodeploy-dev/autodeploy/internal/bench"
 	"github.com/autodeploy-dev/autodeploy/internal/receiver"
 )
 
@@ -61,7 +59,7 @@ func BenchmarkReceiverListByApplication(b *testing.B) {
 	const lookups = 200
 	apps := n / 10
 	measure := func(name string, r client.Reader, namespaced bool) {
-		start, cpu0 := time.Now(), controlPlaneCPU()
+		start, cpu0 := time.Now(), bench.ChildCPU()
 		for j := range lookups {
 			i := (j * 7919) % n // spread over the fleet
 			opts := []client.ListOption{client.MatchingFields{receiver.ApplicationIndex: fmt.Sprintf("app-%04d", i/10)}}
@@ -77,12 +75,13 @@ func BenchmarkReceiverListByApplication(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(time.Since(start).Microseconds())/lookups, name+"-µs/lookup")
-		b.ReportMetric(float64((controlPlaneCPU()-cpu0).Microseconds())/lookups, name+"-apiserver-CPU-µs/lookup")
+		b.ReportMetric(float64((bench.ChildCPU()-cpu0).Microseconds())/lookups, name+"-apiserver-CPU-µs/lookup")
 	}
+	live := apiReader(b)
 	for b.Loop() {
 		measure("cache", c, false)
-		measure("namespaced-LIST", apiReader(b), true)
-		measure("cluster-LIST", apiReader(b), false)
+		measure("namespaced-LIST", live, true)
+		measure("cluster-LIST", live, false)
 	}
 	b.ReportMetric(float64(apps), "applications")
 }
@@ -94,33 +93,4 @@ func apiReader(b *testing.B) client.Reader {
 		b.Fatal(err)
 	}
 	return c
-}
-
-// controlPlaneCPU is the CPU time (user + system) of this process's children: the envtest
-// kube-apiserver and etcd.
-func controlPlaneCPU() time.Duration {
-	self := strconv.Itoa(os.Getpid())
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	var ticks int64
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		raw, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(raw)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 13 || f[1] != self {
-			continue
-		}
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += ut + st
-	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }

@@ -282,6 +282,10 @@ func procCPU(pid int) time.Duration {
 	return 0
 }
 
+// ChildCPU is the CPU time (user + system) of the running children of this process (an
+// envtest's kube-apiserver and etcd), for benchmarks that measure the control plane's cost.
+func ChildCPU() time.Duration { return childCPU(nil) }
+
 // childCPU sums the CPU time of the running children of this process, except exclude.
 func childCPU(exclude []int) time.Duration {
 	self := os.Getpid()
