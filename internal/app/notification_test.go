@@ -121,8 +121,10 @@ func TestNotificationSlackRetriesAfter500And429(t *testing.T) {
 	g.Expect(msg["text"]).To(And(ContainSubstring(h.ns+"/prod"), ContainSubstring("build 5")))
 	g.Expect(msg["blocks"]).To(HaveLen(2))
 	g.Expect(slack.malformed()).To(BeEmpty())
-	g.Expect(deliveries("slack", "failed") - failed).To(BeNumerically("==", 2))
-	g.Expect(deliveries("slack", "delivered") - delivered).To(BeNumerically("==", 1))
+	// The sender counts a delivery once the endpoint's answer has reached it, after the
+	// endpoint recorded the request.
+	g.Eventually(func() float64 { return deliveries("slack", "failed") - failed }, timeout, poll).Should(BeNumerically("==", 2))
+	g.Eventually(func() float64 { return deliveries("slack", "delivered") - delivered }, timeout, poll).Should(BeNumerically("==", 1))
 	g.Eventually(h.notification("slack"), timeout, poll).Should(And(
 		WithTransform(notificationReady, Equal("True/"+deployv1.ReasonDelivered)),
 		WithTransform(func(n *deployv1.Notification) int32 { return n.Status.Failures }, BeZero())))
@@ -156,7 +158,7 @@ func TestNotificationFailingEndpointIsVisible(t *testing.T) {
 		WithTransform(notificationReady, Equal("False/"+deployv1.ReasonDeliveryFailed)),
 		WithTransform(notificationMessage, And(ContainSubstring("DeployStarted of Environment prod"), ContainSubstring("503"), ContainSubstring("down for maintenance"))),
 		WithTransform(func(n *deployv1.Notification) int32 { return n.Status.Failures }, BeNumerically(">=", 3))))
-	g.Expect(deliveries("webhook", "failed") - failed).To(BeNumerically(">=", 3))
+	g.Eventually(func() float64 { return deliveries("webhook", "failed") - failed }, timeout, poll).Should(BeNumerically(">=", 3))
 	g.Eventually(h.notification("nosecret"), timeout, poll).Should(And(
 		WithTransform(notificationReady, Equal("False/"+deployv1.ReasonSecretNotReadable)),
 		WithTransform(notificationMessage, ContainSubstring("the Secret later named by spec.provider.secretRef does not exist"))))
